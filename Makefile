@@ -1,0 +1,84 @@
+# multijhub: the two set-up commands.
+#   make demo     bring up the four-host test cluster and deploy multijhub on it
+#   make test     lint, unit tests, and the molecule scenario (what CI runs)
+#   make destroy  tear the test cluster down
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV ?= $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+CACHE ?= $(CURDIR)/.cache
+
+export CONTAINERS_CONF ?= $(CURDIR)/molecule/host/containers.conf
+export MULTIJHUB_CLUSTER_DIR ?= $(CACHE)/cluster
+export MULTIJHUB_CACHE_DIR ?= $(CACHE)
+export PIP_CACHE_DIR ?= $(CACHE)/pip
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/collections
+export PATH := $(BIN):$(PATH)
+
+SCENARIO ?= default
+CLUSTER_NAMES := home1 hub1 hub2 frontdoor1 outsider
+
+.PHONY: help venv image lint unit docs docs-check molecule test demo status destroy clean-leftovers
+
+help:
+	@echo "make demo      bring up the test cluster and deploy multijhub on it"
+	@echo "make test      lint + unit tests + molecule (what CI runs)"
+	@echo "make destroy   tear the test cluster down"
+
+$(VENV)/.installed: requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+image:
+	molecule/host/prepare-host.sh
+
+lint: venv
+	$(BIN)/yamllint -s .
+	$(BIN)/ansible-lint --profile production
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+unit: venv
+	$(BIN)/pytest tests/unit
+
+docs: venv
+	$(PY) tests/docs/render_role_docs.py --write README.md
+
+docs-check: venv
+	$(PY) tests/docs/render_role_docs.py --check README.md
+
+# Remove what an earlier, interrupted run left behind under the cluster's own names.
+clean-leftovers:
+	-podman rm -f -t 0 $(CLUSTER_NAMES) >/dev/null 2>&1
+	-podman network rm -f multijhub >/dev/null 2>&1
+	rm -rf $(HOME)/.cache/molecule/$(notdir $(CURDIR))/$(SCENARIO) $(HOME)/.ansible/tmp/molecule.*.$(SCENARIO)
+	rm -rf $(MULTIJHUB_CLUSTER_DIR)
+	mkdir -p $(MULTIJHUB_CLUSTER_DIR)/home $(MULTIJHUB_CACHE_DIR)/pip
+
+molecule: venv image clean-leftovers
+	$(BIN)/molecule test -s $(SCENARIO)
+
+test: lint docs-check unit molecule
+
+demo: venv image clean-leftovers
+	$(BIN)/molecule converge -s $(SCENARIO)
+	@$(MAKE) --no-print-directory status
+
+status: venv
+	@$(BIN)/molecule list -s $(SCENARIO)
+	@echo "Front door: http://127.0.0.1:$${MULTIJHUB_FRONTDOOR_PORT:-18080}/  (users juser1/juser2, see molecule/default/molecule.yml)"
+
+destroy: venv
+	-$(BIN)/molecule destroy -s $(SCENARIO)
+	$(MAKE) --no-print-directory clean-leftovers
+
+# Single molecule steps on a running cluster, e.g. make molecule-verify / molecule-idempotence.
+molecule-%: venv
+	$(BIN)/molecule $* -s $(SCENARIO)

@@ -1,0 +1,183 @@
+"""Process evidence from /proc: is a runtime file's PID this user's Jupyter server here?"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .runtime import RuntimeFile
+
+__all__ = [
+    "START_TOLERANCE",
+    "Evidence",
+    "ProcessInfo",
+    "check_file",
+    "is_jupyter_server",
+    "list_jupyter_processes",
+    "read_process",
+    "redact_cmdline",
+]
+
+SERVER_COMMANDS = frozenset(
+    {"jupyterhub-singleuser", "jupyter-lab", "jupyter-server", "jupyter-notebook", "jupyter-labhub"}
+)
+SERVER_MODULES = frozenset(
+    {"jupyterlab", "jupyter_server", "notebook", "jupyterhub.singleuser", "jupyterlab.labhubapp"}
+)
+# A process may start up to this many seconds after its file was written and still count
+# (btime has a resolution of one second).
+START_TOLERANCE = 1.0
+
+_PYTHON = re.compile(r"python(\d+(\.\d+)?)?")
+_SECRET_ARG = re.compile(r"(--[^=]*(token|password|secret)[^=]*=).*", re.IGNORECASE)
+# Interpreter options that take a separate argument.
+_OPTS_WITH_ARG = frozenset({"-W", "-X", "-Q"})
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """What /proc says about one process."""
+
+    pid: int
+    uid: int  # real uid
+    start_time: float  # epoch seconds
+    cmdline: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The verdict on one runtime file on this node."""
+
+    file: str
+    pid: int
+    kind: str
+    mtime: float
+    verdict: str  # "running" | "not-here"
+    reason: str
+    process: ProcessInfo | None
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def _boot_time(proc_root: str) -> float:
+    for line in _read(os.path.join(proc_root, "stat")).decode().splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    raise OSError(f"no btime in {proc_root}/stat")
+
+
+def read_process(pid: int, proc_root: str = "/proc") -> ProcessInfo | None:
+    """The process ``pid`` as seen in ``proc_root``, or None when there is none (or hidden)."""
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        return None
+    base = os.path.join(proc_root, str(pid))
+    try:
+        status = _read(os.path.join(base, "status")).decode(errors="replace")
+        raw_cmdline = _read(os.path.join(base, "cmdline"))
+        raw_stat = _read(os.path.join(base, "stat")).decode(errors="replace")
+        btime = _boot_time(proc_root)
+    except (FileNotFoundError, ProcessLookupError, PermissionError, NotADirectoryError):
+        return None
+    uid = None
+    for line in status.splitlines():
+        if line.startswith("Uid:"):
+            uid = int(line.split()[1])
+            break
+    # comm (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = raw_stat[raw_stat.rfind(")") + 2 :].split()
+    if uid is None or len(fields) < 20:
+        return None
+    start_ticks = int(fields[19])  # field 22 of stat; field 3 is fields[0]
+    start_time = btime + start_ticks / os.sysconf("SC_CLK_TCK")
+    argv = raw_cmdline.split(b"\0")
+    if argv and argv[-1] == b"":
+        argv.pop()
+    cmdline = tuple(arg.decode(errors="replace") for arg in argv)
+    return ProcessInfo(pid=pid, uid=uid, start_time=start_time, cmdline=cmdline)
+
+
+def _python_target(args: Sequence[str]) -> tuple[str, str] | None:
+    """("module", name) or ("script", basename) that a python command line runs."""
+    rest = iter(args)
+    for arg in rest:
+        if arg == "-m":
+            return "module", next(rest, "")
+        if arg.startswith("-m"):
+            return "module", arg[2:]
+        if arg in _OPTS_WITH_ARG:
+            next(rest, None)
+        elif arg in {"-c", "-"}:
+            return None
+        elif not arg.startswith("-"):
+            return "script", os.path.basename(arg)
+    return None
+
+
+def is_jupyter_server(cmdline: Sequence[str]) -> bool:
+    """True if the command line is a Jupyter server (also as a python interpreter's argument)."""
+    if not cmdline:
+        return False
+    first = os.path.basename(cmdline[0])
+    if first in SERVER_COMMANDS:
+        return True
+    target = _python_target(cmdline[1:]) if _PYTHON.fullmatch(first) else None
+    if target is None:
+        return False
+    kind, name = target
+    return name in (SERVER_MODULES if kind == "module" else SERVER_COMMANDS)
+
+
+def redact_cmdline(cmdline: Sequence[str]) -> list[str]:
+    """The command line with the values of ``--*token*=``/``password``/``secret`` hidden."""
+    return [_SECRET_ARG.sub(r"\1********", arg) for arg in cmdline]
+
+
+def check_file(f: RuntimeFile, uid: int, proc_root: str = "/proc") -> Evidence:
+    """Running when PID f.pid here is uid's Jupyter server, started before the file was written."""
+    proc = read_process(f.pid, proc_root)
+
+    def verdict(result: str, reason: str) -> Evidence:
+        return Evidence(f.name, f.pid, f.kind, f.mtime, result, reason, proc)
+
+    if proc is None:
+        return verdict("not-here", f"no process {f.pid} on this node")
+    if proc.uid != uid:
+        return verdict("not-here", f"process {f.pid} belongs to uid {proc.uid}, not {uid}")
+    if not is_jupyter_server(proc.cmdline):
+        shown = " ".join(redact_cmdline(proc.cmdline))[:120] or "(no command line)"
+        return verdict("not-here", f"process {f.pid} is not a Jupyter server: {shown}")
+    if proc.start_time > f.mtime + START_TOLERANCE:
+        return verdict(
+            "not-here",
+            f"process {f.pid} started {proc.start_time - f.mtime:.1f} s after the file was"
+            " written (PID reused)",
+        )
+    return verdict("running", f"process {f.pid} is a Jupyter server of uid {uid}")
+
+
+def list_jupyter_processes(proc_root: str = "/proc") -> list[ProcessInfo]:
+    """Every Jupyter server process on this node, any user, sorted by pid."""
+    found: list[ProcessInfo] = []
+    try:
+        names = os.listdir(proc_root)
+    except OSError:
+        return found
+    for name in names:
+        if not (name.isascii() and name.isdigit()):
+            continue
+        try:
+            raw = _read(os.path.join(proc_root, name, "cmdline"))
+        except OSError:
+            continue
+        argv = [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+        if not is_jupyter_server(argv):
+            continue
+        proc = read_process(int(name), proc_root)
+        if proc is not None:
+            found.append(proc)
+    return sorted(found, key=lambda p: p.pid)

@@ -1,0 +1,119 @@
+"""One node's report on a user (or on every Jupyter server of the node)."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import socket
+import time
+from dataclasses import asdict
+from typing import Any
+
+from .procs import Evidence, check_file, list_jupyter_processes, redact_cmdline
+from .runtime import (
+    RuntimeDirError,
+    RuntimeFile,
+    list_runtime_files,
+    list_runtime_files_as,
+    runtime_dir_for,
+)
+from .usernames import lookup_user
+
+__all__ = ["evidence_to_dict", "meminfo", "node_report", "node_servers_report"]
+
+
+def meminfo(proc_root: str = "/proc") -> tuple[int, int]:
+    """(MemAvailable, MemTotal) in bytes from ``<proc_root>/meminfo``."""
+    values: dict[str, int] = {}
+    with open(os.path.join(proc_root, "meminfo"), encoding="ascii", errors="replace") as handle:
+        for line in handle:
+            key, _, rest = line.partition(":")
+            parts = rest.split()
+            if key in ("MemAvailable", "MemTotal") and parts:
+                factor = 1024 if parts[1:2] == ["kB"] else 1
+                values[key] = int(parts[0]) * factor
+    return values.get("MemAvailable", 0), values.get("MemTotal", 0)
+
+
+def evidence_to_dict(ev: Evidence) -> dict[str, Any]:
+    """Evidence as a JSON-serialisable dict (command lines redacted)."""
+    data = asdict(ev)
+    if ev.process is not None:
+        data["process"]["cmdline"] = redact_cmdline(ev.process.cmdline)
+    return data
+
+
+def _list_files(runtime_dir: str, uid: int, gid: int) -> list[RuntimeFile]:
+    try:
+        return list_runtime_files(runtime_dir)
+    except RuntimeDirError:
+        # root squashed over NFS cannot enter a 0700 home: list it as the user instead.
+        if os.geteuid() != 0 or uid == 0:
+            raise
+        return list_runtime_files_as(runtime_dir, uid, gid)
+
+
+def node_report(
+    username: str,
+    *,
+    node: str | None = None,
+    runtime_template: str | None = None,
+    proc_root: str = "/proc",
+) -> dict[str, Any]:
+    """This node's evidence on ``username``'s Jupyter servers, plus its memory and load.
+
+    Raises InvalidUsername, UnknownUser, RuntimeDirError or ValueError (bad template).
+    """
+    pw = lookup_user(username)
+    runtime_dir = runtime_dir_for(pw.pw_dir, runtime_template, user=pw.pw_name)
+    files = _list_files(runtime_dir, pw.pw_uid, pw.pw_gid)
+    evidence = [evidence_to_dict(check_file(f, pw.pw_uid, proc_root)) for f in files]
+    mem_available, mem_total = meminfo(proc_root)
+    return {
+        "node": node or socket.gethostname(),
+        "user": pw.pw_name,
+        "uid": pw.pw_uid,
+        "runtime_dir": runtime_dir,
+        "evidence": evidence,
+        "servers": [ev for ev in evidence if ev["verdict"] == "running"],
+        "mem_available": mem_available,
+        "mem_total": mem_total,
+        "singleuser_servers": len(list_jupyter_processes(proc_root)),
+        "collected_at": time.time(),
+    }
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def node_servers_report(*, node: str | None = None, proc_root: str = "/proc") -> dict[str, Any]:
+    """Every Jupyter server process on this node with its owner (the reverse question).
+
+    Processes are per node, so this is correct on a shared home where runtime files are not.
+    """
+    procs = list_jupyter_processes(proc_root)
+    mem_available, mem_total = meminfo(proc_root)
+    now = time.time()
+    return {
+        "node": node or socket.gethostname(),
+        "processes": [
+            {
+                "user": _user_name(p.uid),
+                "uid": p.uid,
+                "pid": p.pid,
+                "start_time": p.start_time,
+                "uptime": max(0.0, now - p.start_time),
+                "cmdline": redact_cmdline(p.cmdline),
+            }
+            for p in procs
+        ],
+        "users": sorted({_user_name(p.uid) for p in procs}),
+        "mem_available": mem_available,
+        "mem_total": mem_total,
+        "singleuser_servers": len(procs),
+        "collected_at": now,
+    }

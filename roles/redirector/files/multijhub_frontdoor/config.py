@@ -1,0 +1,364 @@
+"""Load and validate the front door's TOML configuration."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import tomllib
+
+ENV_VAR = "MULTIJHUB_FRONTDOOR_CONFIG"
+DEFAULT_PATH = "/etc/multijhub-frontdoor/frontdoor.toml"
+
+_NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_SSH_HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,252}$")
+_SSH_USER = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+_PERSIST = re.compile(r"^(yes|no|[0-9]+[smhdw]?)$")
+_SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)i?B?$", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, unreadable or invalid."""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """One hub node: where users are sent, how it is asked."""
+
+    name: str
+    base_url: str  # public URL of the hub, no trailing slash
+    api_url: str  # URL the front door uses for the REST API (default base_url)
+    api_token_file: str
+    ssh_host: str
+
+
+@dataclass(frozen=True)
+class SshConfig:
+    """How the probe reaches the hubs."""
+
+    user: str
+    key_file: str
+    known_hosts_file: str
+    control_dir: str
+    control_persist: str = "10m"
+    connect_timeout: int = 2
+    binary: str = "ssh"
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where assignments live: ``sqlite`` (path) or ``postgresql`` (dsn)."""
+
+    kind: str
+    path: str = ""
+    dsn: str = ""
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Per-server sizes used for reservations not yet visible on a node."""
+
+    mem_per_server: int = 0  # bytes
+    pending_seconds: float = 120.0
+    sticky_headroom: float = 0.1
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole front door configuration."""
+
+    nodes: tuple[NodeConfig, ...]
+    ssh: SshConfig
+    store: StoreConfig
+    secret_key_file: str
+    deadline: float = 2.0
+    pam_service: str = "login"
+    admin_group: str = ""
+    drained: frozenset[str] = frozenset()
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    tls: bool = False
+    session_hours: float = 8.0
+    login_rate_limit: str = "10 per minute;100 per hour"
+    rate_limit_storage: str = "memory://"
+    proxy_count: int = 0
+    workers: int = 0  # thread pool size for node queries; 0 = automatic
+
+    def node(self, name: str) -> NodeConfig | None:
+        """Return the node called ``name`` or None."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        return None
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def _get(table: dict[str, Any], key: str, kind: type[T], where: str) -> T:
+    value = table[key]
+    if isinstance(value, bool) and kind is not bool:
+        raise ConfigError(f"{where}{key}: expected {kind.__name__}, got a boolean")
+    if not isinstance(value, kind):
+        raise ConfigError(f"{where}{key}: expected {kind.__name__}, got {_type_name(value)}")
+    return value
+
+
+def _opt(table: dict[str, Any], key: str, kind: type[T], where: str, default: T) -> T:
+    if key not in table:
+        return default
+    return _get(table, key, kind, where)
+
+
+def _req(table: dict[str, Any], key: str, kind: type[T], where: str) -> T:
+    if key not in table:
+        raise ConfigError(f"{where}{key}: required key is missing")
+    return _get(table, key, kind, where)
+
+
+def _num(table: dict[str, Any], key: str, where: str, default: float) -> float:
+    """A number (integer or float, never a boolean)."""
+    if key not in table:
+        return default
+    value = table[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where}{key}: expected a number, got {_type_name(value)}")
+    return float(value)
+
+
+def _check_unknown(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}{unknown[0]}: unknown key")
+
+
+def _abs_path(table: dict[str, Any], key: str, where: str) -> str:
+    value = _req(table, key, str, where)
+    if not value.startswith("/"):
+        raise ConfigError(f"{where}{key}: must be an absolute path, got {value!r}")
+    return value
+
+
+def parse_size(value: object, where: str) -> int:
+    """Parse bytes given as an integer or as ``"2G"``, ``"512M"``, ``"1.5GiB"``."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a size, got a boolean")
+    if isinstance(value, int):
+        if value < 0:
+            raise ConfigError(f"{where}: must not be negative")
+        return value
+    if isinstance(value, str):
+        match = _SIZE.match(value.strip())
+        if match:
+            return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+    raise ConfigError(f"{where}: expected bytes or a size like '2G', got {value!r}")
+
+
+def _base_url(value: str, where: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{where}: expected an http(s) URL with a host, got {value!r}")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigError(f"{where}: must not carry credentials, query or fragment")
+    if any(ch in value for ch in "\\ \t\r\n"):
+        raise ConfigError(f"{where}: contains whitespace or a backslash")
+    return value.rstrip("/")
+
+
+def _parse_node(raw: object, index: int) -> NodeConfig:
+    where = f"nodes[{index}]."
+    if not isinstance(raw, dict):
+        raise ConfigError(f"nodes[{index}]: expected a table")
+    _check_unknown(raw, {"name", "base_url", "api_url", "api_token_file", "ssh_host"}, where)
+    name = _req(raw, "name", str, where)
+    if not _NODE_NAME.match(name):
+        raise ConfigError(f"{where}name: invalid node name {name!r}")
+    base_url = _base_url(_req(raw, "base_url", str, where), f"{where}base_url")
+    api_url = _base_url(_opt(raw, "api_url", str, where, base_url), f"{where}api_url")
+    ssh_host = _opt(raw, "ssh_host", str, where, name)
+    if not _SSH_HOST.match(ssh_host):
+        raise ConfigError(f"{where}ssh_host: invalid host {ssh_host!r}")
+    return NodeConfig(
+        name=name,
+        base_url=base_url,
+        api_url=api_url,
+        api_token_file=_abs_path(raw, "api_token_file", where),
+        ssh_host=ssh_host,
+    )
+
+
+def _parse_ssh(raw: object) -> SshConfig:
+    where = "ssh."
+    if not isinstance(raw, dict):
+        raise ConfigError("ssh: required table is missing")
+    _check_unknown(
+        raw,
+        {
+            "user",
+            "key_file",
+            "known_hosts_file",
+            "control_dir",
+            "control_persist",
+            "connect_timeout",
+            "binary",
+        },
+        where,
+    )
+    user = _req(raw, "user", str, where)
+    if not _SSH_USER.match(user):
+        raise ConfigError(f"{where}user: invalid user name {user!r}")
+    persist = str(raw.get("control_persist", "10m"))
+    if not _PERSIST.match(persist):
+        raise ConfigError(f"{where}control_persist: invalid value {persist!r}")
+    timeout = _opt(raw, "connect_timeout", int, where, 2)
+    if timeout < 1:
+        raise ConfigError(f"{where}connect_timeout: must be at least 1")
+    control_dir = _abs_path(raw, "control_dir", where)
+    # sun_path is 108 bytes; %C expands to 40 hex characters.
+    if len(control_dir) > 60:
+        raise ConfigError(f"{where}control_dir: too long for a unix socket path")
+    return SshConfig(
+        user=user,
+        key_file=_abs_path(raw, "key_file", where),
+        known_hosts_file=_abs_path(raw, "known_hosts_file", where),
+        control_dir=control_dir,
+        control_persist=persist,
+        connect_timeout=timeout,
+        binary=_opt(raw, "binary", str, where, "ssh"),
+    )
+
+
+def _parse_store(value: str) -> StoreConfig:
+    if value.startswith(("postgresql://", "postgres://")):
+        return StoreConfig(kind="postgresql", dsn=value)
+    path = value.removeprefix("sqlite://")
+    if not path.startswith("/"):
+        raise ConfigError(f"store: expected an absolute SQLite path or a postgresql:// DSN, got {value!r}")
+    return StoreConfig(kind="sqlite", path=path)
+
+
+def _parse_limits(raw: object) -> LimitsConfig:
+    where = "limits."
+    if not isinstance(raw, dict):
+        raise ConfigError("limits: expected a table")
+    _check_unknown(raw, {"mem_per_server", "pending_seconds", "sticky_headroom"}, where)
+    mem = parse_size(raw.get("mem_per_server", 0), f"{where}mem_per_server")
+    pending = _num(raw, "pending_seconds", where, 120.0)
+    if pending < 0:
+        raise ConfigError(f"{where}pending_seconds: must not be negative")
+    headroom = _num(raw, "sticky_headroom", where, 0.1)
+    if not 0 <= headroom <= 1:
+        raise ConfigError(f"{where}sticky_headroom: must be between 0 and 1")
+    return LimitsConfig(mem_per_server=mem, pending_seconds=pending, sticky_headroom=headroom)
+
+
+_TOP_KEYS = {
+    "nodes",
+    "ssh",
+    "store",
+    "secret_key_file",
+    "deadline",
+    "pam_service",
+    "admin_group",
+    "drained",
+    "limits",
+    "tls",
+    "session_hours",
+    "login_rate_limit",
+    "rate_limit_storage",
+    "proxy_count",
+    "workers",
+}
+
+
+def parse_config(data: dict[str, Any]) -> Config:
+    """Validate a parsed TOML document and build a Config."""
+    _check_unknown(data, _TOP_KEYS, "")
+    raw_nodes = _req(data, "nodes", list, "")
+    if not raw_nodes:
+        raise ConfigError("nodes: at least one node is required")
+    nodes = tuple(_parse_node(raw, i) for i, raw in enumerate(raw_nodes))
+    names = [n.name for n in nodes]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"nodes: duplicate node name {dupes[0]!r}")
+    deadline = _num(data, "deadline", "", 2.0)
+    if not 0 < deadline <= 60:
+        raise ConfigError("deadline: must be between 0 and 60 seconds")
+    drained = _opt(data, "drained", list, "", [])
+    for item in drained:
+        if not isinstance(item, str) or item not in names:
+            raise ConfigError(f"drained: {item!r} is not a configured node")
+    pam_service = _opt(data, "pam_service", str, "", "login")
+    if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", pam_service):
+        raise ConfigError(f"pam_service: invalid service name {pam_service!r}")
+    session_hours = _num(data, "session_hours", "", 8.0)
+    if session_hours <= 0:
+        raise ConfigError("session_hours: must be positive")
+    proxy_count = _opt(data, "proxy_count", int, "", 0)
+    workers = _opt(data, "workers", int, "", 0)
+    if proxy_count < 0 or workers < 0:
+        bad = "proxy_count" if proxy_count < 0 else "workers"
+        raise ConfigError(f"{bad}: must not be negative")
+    return Config(
+        nodes=nodes,
+        ssh=_parse_ssh(data.get("ssh")),
+        store=_parse_store(_req(data, "store", str, "")),
+        secret_key_file=_abs_path(data, "secret_key_file", ""),
+        deadline=deadline,
+        pam_service=pam_service,
+        admin_group=_opt(data, "admin_group", str, "", ""),
+        drained=frozenset(drained),
+        limits=_parse_limits(data.get("limits", {})),
+        tls=_opt(data, "tls", bool, "", False),
+        session_hours=session_hours,
+        login_rate_limit=_opt(data, "login_rate_limit", str, "", "10 per minute;100 per hour"),
+        rate_limit_storage=_opt(data, "rate_limit_storage", str, "", "memory://"),
+        proxy_count=proxy_count,
+        workers=workers,
+    )
+
+
+def load_config(path: str | None = None) -> Config:
+    """Read the TOML file at ``path`` (default: $MULTIJHUB_FRONTDOOR_CONFIG)."""
+    path = path or os.environ.get(ENV_VAR) or DEFAULT_PATH
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    try:
+        return parse_config(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def read_secret_file(path: str, what: str) -> str:
+    """Read a secret that must be a regular file readable by its owner only."""
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{what} {path}: not a regular file")
+        if info.st_mode & 0o077:
+            raise ConfigError(
+                f"{what} {path}: mode {stat.S_IMODE(info.st_mode):04o} is too open, expected 0600 or 0400"
+            )
+        value = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path}: not UTF-8 text") from exc
+    if not value:
+        raise ConfigError(f"{what} {path}: file is empty")
+    return value

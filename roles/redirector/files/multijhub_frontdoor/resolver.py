@@ -1,0 +1,139 @@
+"""Ask every hub in parallel under one deadline and decide where the user is."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from multijhub_core.decision import Decision, NodeAnswer, decide, hub_says_running
+from multijhub_core.placement import NodeLoad
+
+from .config import NodeConfig
+from .hubapi import HubApi, HubApiError
+from .probe import ProbeError, SshProbe
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The decision, each node's memory as seen now, and how long it took."""
+
+    decision: Decision
+    loads: tuple[NodeLoad, ...]  # healthy = both the hub API and the probe answered
+    answers: tuple[NodeAnswer, ...]
+    elapsed: float
+
+
+def _outcome(fut: Future[Any] | None, what: str, deadline: float) -> tuple[bool, Any, str]:
+    """(ok, value, error) of one finished or unfinished query."""
+    if fut is None or not fut.done():
+        if fut is not None:
+            fut.cancel()
+        return False, None, f"{what}: no answer within {deadline:g} s"
+    exc = fut.exception()
+    if exc is None:
+        return True, fut.result(), ""
+    if isinstance(exc, (HubApiError, ProbeError)):
+        return False, None, f"{what}: {exc}"
+    log.error("%s failed unexpectedly: %r", what, exc)
+    return False, None, f"{what}: {type(exc).__name__}"
+
+
+def combine(
+    node: str,
+    hub: tuple[bool, Any, str],
+    probe: tuple[bool, Any, str],
+) -> tuple[NodeAnswer, bool]:
+    """One node's NodeAnswer from its two sources, and whether both answered.
+
+    A positive answer from either source is enough to say the server runs
+    there (the hub API is the authority for hub-spawned servers, the probe
+    for the rest); "not running here" needs both sources.
+    """
+    hub_ok, hub_server, hub_err = hub
+    probe_ok, report, probe_err = probe
+    both = hub_ok and probe_ok
+    positive = (hub_ok and hub_says_running(hub_server)) or (
+        probe_ok and any(ev.get("verdict") == "running" for ev in report.get("evidence", []))
+    )
+    errors = "; ".join(e for e in (hub_err, probe_err) if e)
+    answer = NodeAnswer(
+        node=node,
+        ok=both or positive,
+        report=report if probe_ok else None,
+        error=errors or None,
+        hub_server=hub_server if hub_ok else None,
+    )
+    return answer, both
+
+
+class Resolver:
+    """Queries all nodes through a shared thread pool; one overall deadline."""
+
+    def __init__(
+        self,
+        nodes: Sequence[NodeConfig],
+        apis: Mapping[str, HubApi],
+        probe: SshProbe,
+        *,
+        deadline: float = 2.0,
+        executor: ThreadPoolExecutor | None = None,
+        workers: int = 0,
+    ) -> None:
+        self.nodes = tuple(nodes)
+        self.apis = dict(apis)
+        self.probe = probe
+        self.deadline = deadline
+        self.executor = executor or ThreadPoolExecutor(
+            max_workers=workers or max(8, 8 * len(self.nodes)),
+            thread_name_prefix="multijhub-query",
+        )
+
+    def resolve(self, username: str) -> Resolution:
+        """Where ``username``'s server runs; ``username`` must be validated."""
+        start = time.monotonic()
+        end = start + self.deadline
+        futures: dict[str, tuple[Future[Any], Future[Any]]] = {}
+        for node in self.nodes:
+            api = self.apis[node.name]
+            futures[node.name] = (
+                self.executor.submit(api.user_server, username, self.deadline),
+                self.executor.submit(self.probe.report, node.ssh_host, username, self.deadline),
+            )
+        pending = [f for pair in futures.values() for f in pair]
+        wait(pending, timeout=max(0.0, end - time.monotonic()))
+        answers: list[NodeAnswer] = []
+        loads: list[NodeLoad] = []
+        for node in self.nodes:
+            hub_fut, probe_fut = futures[node.name]
+            hub = _outcome(hub_fut, "hub API", self.deadline)
+            probe = _outcome(probe_fut, "probe", self.deadline)
+            answer, both = combine(node.name, hub, probe)
+            answers.append(answer)
+            report = answer.report or {}
+            loads.append(
+                NodeLoad(
+                    name=node.name,
+                    mem_available=int(report.get("mem_available", 0)),
+                    mem_total=int(report.get("mem_total", 0)),
+                    healthy=both,
+                )
+            )
+        decision = decide(username, answers)
+        return Resolution(
+            decision=decision,
+            loads=tuple(loads),
+            answers=tuple(answers),
+            elapsed=time.monotonic() - start,
+        )
+
+    def close(self) -> None:
+        """Stop the pool and close the HTTP sessions."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        for api in self.apis.values():
+            api.close()

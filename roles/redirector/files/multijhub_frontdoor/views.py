@@ -1,0 +1,159 @@
+"""The front door's pages: login, logout, the resolving index, health."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from flask import Blueprint, abort, current_app, redirect, render_template, request, session
+from flask.typing import ResponseReturnValue
+from flask_limiter import Limiter
+from multijhub_core.usernames import InvalidUsername, validate_username
+
+from .auth import Authenticator, LoginRefused, check_login
+from .config import Config, NodeConfig
+from .forms import LoginForm, LogoutForm
+from .placing import place_user
+from .redirects import login_url, on_cluster, spawn_url, validate_next
+from .resolver import Resolver
+from .store import AssignmentStore
+
+log = logging.getLogger(__name__)
+
+SESSION_USER = "user"
+
+
+@dataclass
+class FrontDoor:
+    """Everything the views need, kept in ``app.extensions["multijhub"]``."""
+
+    config: Config
+    authenticator: Authenticator
+    resolver: Resolver
+    store: AssignmentStore
+
+
+def _fd() -> FrontDoor:
+    return current_app.extensions["multijhub"]
+
+
+def _session_user() -> str | None:
+    """The logged-in user, re-validated; a bad value ends the session."""
+    value = session.get(SESSION_USER)
+    if value is None:
+        return None
+    try:
+        return validate_username(value)
+    except InvalidUsername:
+        session.clear()
+        return None
+
+
+def _next_from(value: object) -> str:
+    return validate_next(value, _fd().config.nodes)
+
+
+def _to_hub(node: NodeConfig, next_path: str) -> ResponseReturnValue:
+    url = spawn_url(node, next_path)
+    if not on_cluster(url, _fd().config.nodes):  # defence in depth
+        abort(502)
+    return redirect(url, code=302)
+
+
+def make_blueprint(limiter: Limiter, login_rate: str) -> Blueprint:
+    """The routes, with the login POST rate-limited."""
+    bp = Blueprint("frontdoor", __name__)
+
+    @bp.route("/login", methods=["GET", "POST"])
+    @limiter.limit(login_rate, methods=["POST"])
+    def login() -> ResponseReturnValue:
+        form = LoginForm()
+        if request.method == "GET":
+            next_path = _next_from(request.args.get("next"))
+            if _session_user():
+                return redirect(_index_url(next_path))
+            form.next.data = next_path
+            return render_template("login.html", form=form, error=None)
+        next_path = _next_from(form.next.data)
+        form.next.data = next_path
+        if not form.validate_on_submit():
+            return render_template("login.html", form=form, error="Please fill in the form."), 400
+        try:
+            user = check_login(_fd().authenticator, form.username.data, form.password.data)
+        except LoginRefused as exc:
+            log.info("login refused from %s: %s", request.remote_addr, exc)
+            form.password.data = ""
+            return render_template("login.html", form=form, error="Wrong user name or password."), 401
+        session.clear()
+        session.permanent = True
+        session[SESSION_USER] = user
+        log.info("login of %s from %s", user, request.remote_addr)
+        return redirect(_index_url(next_path), code=303)
+
+    @bp.route("/logout", methods=["GET", "POST"])
+    def logout() -> ResponseReturnValue:
+        form = LogoutForm()
+        if request.method == "POST":
+            if not form.validate_on_submit():
+                abort(400)
+            session.clear()
+            return redirect("/login", code=303)
+        return render_template("logout.html", form=form, user=_session_user())
+
+    @bp.route("/")
+    def index() -> ResponseReturnValue:
+        next_path = _next_from(request.args.get("next"))
+        user = _session_user()
+        if user is None:
+            return redirect(login_url(next_path))
+        return _resolve_and_send(user, next_path)
+
+    @bp.route("/healthz")
+    def healthz() -> ResponseReturnValue:
+        return {"status": "ok"}
+
+    return bp
+
+
+def _index_url(next_path: str) -> str:
+    return "/?" + urlencode({"next": next_path}) if next_path else "/"
+
+
+def _resolve_and_send(user: str, next_path: str) -> ResponseReturnValue:
+    fd = _fd()
+    resolution = fd.resolver.resolve(user)
+    decision = resolution.decision
+    log.info(
+        "resolved %s: %s %s in %.3f s",
+        user,
+        decision.state,
+        ",".join(decision.nodes) or "-",
+        resolution.elapsed,
+    )
+    nodes = {n.name: n for n in fd.config.nodes}
+    if decision.state == "running":
+        node = nodes[decision.nodes[0]]
+        fd.store.record_running(user, node.name)
+        return _to_hub(node, next_path)
+    if decision.state == "several":
+        choices = [(nodes[name], spawn_url(nodes[name], next_path)) for name in decision.nodes]
+        return render_template("several.html", user=user, choices=choices, form=LogoutForm())
+    if decision.state == "unknown":
+        retry = _index_url(next_path)
+        body = render_template(
+            "unknown.html",
+            user=user,
+            unanswered=sorted(decision.unanswered.items()),
+            retry=retry,
+            next_path=next_path,
+            form=LogoutForm(),
+        )
+        return body, 503, {"Retry-After": "5"}
+    drained = fd.config.drained | fd.store.drained_nodes()
+    placement = place_user(fd.store, user, resolution.loads, drained=drained, limits=fd.config.limits)
+    if placement is None:
+        body = render_template("no_node.html", user=user, form=LogoutForm())
+        return body, 503, {"Retry-After": "30"}
+    log.info("placed %s on %s%s", user, placement.node, " (kept)" if placement.reused else "")
+    return _to_hub(nodes[placement.node], next_path)

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from multijhub_core.report import meminfo, node_report, node_servers_report
+from multijhub_core.runtime import RuntimeDirError
+from multijhub_core.usernames import InvalidUsername, UnknownUser
+from multijhub_servers import Server, fake_proc, shared_tmpdir, start_server, stop
+
+
+def test_node_report_with_a_real_server(root_server: Server) -> None:
+    report = node_report("root", node="hub9", runtime_template=str(root_server.runtime_dir))
+    json.dumps(report)  # JSON-serialisable
+    assert report["node"] == "hub9"
+    assert (report["user"], report["uid"]) == ("root", 0)
+    assert report["runtime_dir"] == str(root_server.runtime_dir)
+    assert [s["pid"] for s in report["servers"]] == [root_server.pid]
+    assert report["servers"][0]["process"]["cmdline"][1].endswith("jupyter-server")
+    assert report["mem_total"] >= report["mem_available"] > 0
+    assert report["singleuser_servers"] >= 1
+    assert set(report) >= {"evidence", "servers", "mem_available", "mem_total", "singleuser_servers"}
+
+
+def test_node_report_of_another_user(nobody_server: Server) -> None:
+    report = node_report("nobody", runtime_template=str(nobody_server.runtime_dir))
+    assert [s["pid"] for s in report["servers"]] == [nobody_server.pid]
+    # the same directory read for root: the process belongs to nobody, so not root's server
+    as_root = node_report("root", runtime_template=str(nobody_server.runtime_dir))
+    assert as_root["servers"] == []
+    assert "belongs to uid" in as_root["evidence"][0]["reason"]
+
+
+def test_stale_file_in_report_after_sigkill() -> None:
+    base = shared_tmpdir()
+    try:
+        server = start_server(base)
+        stop(server)
+        report = node_report("root", runtime_template=str(server.runtime_dir))
+        assert report["servers"] == []
+        assert [e["file"] for e in report["evidence"]] == [server.file.name]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_node_report_rejects_before_any_io(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "scandir", lambda *_a: pytest.fail("listed a directory"))
+    for bad in ("../etc", "a/b", "*", ""):
+        with pytest.raises(InvalidUsername):
+            node_report(bad)
+    with pytest.raises(UnknownUser):
+        node_report("multijhub_nosuchuser")
+
+
+def test_node_report_unlistable_dir(shared_dir: Path) -> None:
+    (shared_dir / "file").write_text("")
+    with pytest.raises(RuntimeDirError):
+        node_report("root", runtime_template=str(shared_dir / "file"))
+
+
+def test_meminfo_and_fake_proc(tmp_path: Path) -> None:
+    fake_proc(tmp_path, 7, uid=0, cmdline=["jupyter-lab"], start_ticks=0, btime=1)
+    assert meminfo(str(tmp_path)) == (5000000 * 1024, 8000000 * 1024)
+    report = node_servers_report(node="hubX", proc_root=str(tmp_path))
+    assert report["node"] == "hubX"
+    assert [(p["user"], p["pid"]) for p in report["processes"]] == [("root", 7)]
+    assert report["users"] == ["root"]
+
+
+def test_node_servers_report_real(root_server: Server, nobody_server: Server) -> None:
+    report = node_servers_report()
+    by_pid = {p["pid"]: p["user"] for p in report["processes"]}
+    assert by_pid[root_server.pid] == "root"
+    assert by_pid[nobody_server.pid] == "nobody"
+    assert {"root", "nobody"} <= set(report["users"])

@@ -1,0 +1,350 @@
+"""The app end to end through the Flask test client: login, every resolution state, placing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from conftest import GiB, build_env, csrf_token, evidence, login
+
+
+def hub_url(env, node: str) -> str:
+    return f"http://127.0.0.1:{env.hubs.port}/{node}/hub/spawn"
+
+
+def target(resp) -> tuple[str, dict[str, list[str]]]:
+    parts = urlsplit(resp.headers["Location"])
+    return parts._replace(query="").geturl(), parse_qs(parts.query)
+
+
+# ----------------------------------------------------------------------------- basics
+
+
+def test_healthz(env):
+    resp = env.client().get("/healthz")
+    assert resp.status_code == 200
+    assert resp.get_json() == {"status": "ok"}
+
+
+def test_index_without_login_goes_to_login_keeping_next(env):
+    resp = env.client().get("/")
+    assert (resp.status_code, resp.headers["Location"]) == (302, "/login")
+    resp = env.client().get("/?next=/user/juser1/lab")
+    assert resp.headers["Location"] == "/login?next=%2Fuser%2Fjuser1%2Flab"
+
+
+def test_login_page_has_csrf_and_security_headers(env):
+    resp = env.client().get("/login")
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200
+    assert 'name="csrf_token"' in html
+    assert resp.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+    assert resp.headers["Cache-Control"] == "no-store"
+
+
+def test_session_cookie_flags(env):
+    client = env.client()
+    resp = login(client, "juser1", "pw-juser1")
+    cookie = next(h for h in resp.headers.getlist("Set-Cookie") if h.startswith("multijhub-frontdoor="))
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
+    assert "Secure" not in cookie
+
+
+def test_session_cookie_secure_under_tls(tmp_path, hubs):
+    env = build_env(tmp_path, hubs, tls=True)
+    client = env.client()
+    token = csrf_token(client)
+    resp = client.post(
+        "/login",
+        data={"csrf_token": token, "username": "juser1", "password": "pw-juser1"},
+        base_url="https://localhost",
+        headers={"Referer": "https://localhost/login"},
+    )
+    assert resp.status_code == 303
+    cookie = next(h for h in resp.headers.getlist("Set-Cookie") if h.startswith("multijhub-frontdoor="))
+    assert "Secure" in cookie and "HttpOnly" in cookie
+    assert "Strict-Transport-Security" in resp.headers
+    env.resolver.close()
+
+
+def test_login_success_sets_user_only_in_session(env):
+    client = env.client()
+    resp = login(client, "juser1", "pw-juser1")
+    assert resp.status_code == 303
+    assert resp.headers["Location"] == "/"
+    with client.session_transaction() as sess:
+        assert sess["user"] == "juser1"
+    assert env.auth.calls == [("juser1", "pw-juser1")]
+
+
+def test_wrong_password_is_401_and_the_login_page(env):
+    resp = login(env.client(), "juser1", "nope")
+    assert resp.status_code == 401
+    assert "Wrong user name or password" in resp.get_data(as_text=True)
+
+
+def test_post_without_csrf_token_is_refused(env):
+    resp = env.client().post("/login", data={"username": "juser1", "password": "pw-juser1"})
+    assert resp.status_code == 400
+    assert env.auth.calls == []
+
+
+def test_login_is_rate_limited(tmp_path, hubs):
+    env = build_env(tmp_path, hubs, login_rate_limit="3 per minute")
+    client = env.client()
+    codes = [login(client, "juser1", "wrong").status_code for _ in range(5)]
+    assert codes[:3] == [401, 401, 401]
+    assert codes[3:] == [429, 429]
+    assert len(env.auth.calls) == 3
+    env.resolver.close()
+
+
+def test_next_survives_login(env):
+    env.hubs.set_server("hub1", "juser1")
+    client = env.client()
+    page = client.get("/login?next=/user/juser1/lab/tree/a.ipynb").get_data(as_text=True)
+    assert 'value="/user/juser1/lab/tree/a.ipynb"' in page
+    resp = login(client, "juser1", "pw-juser1", next="/user/juser1/lab/tree/a.ipynb")
+    assert resp.headers["Location"] == "/?next=%2Fuser%2Fjuser1%2Flab%2Ftree%2Fa.ipynb"
+    resp = client.get(resp.headers["Location"])
+    url, query = target(resp)
+    assert url == hub_url(env, "hub1")
+    assert query == {"next": ["/hub1/user/juser1/lab/tree/a.ipynb"]}
+
+
+def test_logout(env):
+    client = env.login()
+    assert "Log out" in client.get("/logout").get_data(as_text=True)
+    token = csrf_token(client, "/logout")
+    resp = client.post("/logout", data={"csrf_token": token})
+    assert (resp.status_code, resp.headers["Location"]) == (303, "/login")
+    assert env.client().get("/").status_code == 302
+    with client.session_transaction() as sess:
+        assert "user" not in sess
+
+
+def test_logout_post_without_csrf_is_refused(env):
+    client = env.login()
+    assert client.post("/logout").status_code == 400
+    with client.session_transaction() as sess:
+        assert sess["user"] == "juser1"
+
+
+def test_logged_in_user_visiting_login_goes_on(env):
+    client = env.login()
+    resp = client.get("/login?next=/hub/home")
+    assert resp.headers["Location"] == "/?next=%2Fhub%2Fhome"
+
+
+def test_tampered_session_cookie_is_ignored(env):
+    client = env.client()
+    client.set_cookie("multijhub-frontdoor", "eyJ1c2VyIjoicm9vdCJ9.forged.sig")
+    resp = client.get("/")
+    assert (resp.status_code, resp.headers["Location"]) == (302, "/login")
+    assert env.probe.calls == []
+
+
+# ----------------------------------------------------------------------------- resolution states
+
+
+def test_running_via_hub_api(env):
+    env.hubs.set_server("hub2", "juser1")
+    resp = env.login().get("/")
+    assert (resp.status_code, resp.headers["Location"]) == (302, hub_url(env, "hub2"))
+    assert env.store.previous_node("juser1") == "hub2"
+
+
+def test_pending_spawn_counts_as_running(env):
+    env.hubs.set_server("hub1", "juser1", ready=False, pending="spawn")
+    resp = env.login().get("/")
+    assert resp.headers["Location"] == hub_url(env, "hub1")
+
+
+def test_running_via_runtime_evidence_only(env):
+    env.probe.evidence[("hub2", "juser1")] = [evidence(4242)]
+    env.probe.evidence[("hub1", "juser1")] = [evidence(4242, verdict="not-here")]
+    resp = env.login().get("/")
+    assert resp.headers["Location"] == hub_url(env, "hub2")
+
+
+def test_several_nodes_are_offered(env):
+    env.hubs.set_server("hub1", "juser1")
+    env.probe.evidence[("hub2", "juser1")] = [evidence(77)]
+    resp = env.login().get("/")
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200
+    assert "several nodes" in html
+    assert f'href="{hub_url(env, "hub1")}"' in html
+    assert f'href="{hub_url(env, "hub2")}"' in html
+
+
+def test_unknown_when_a_node_does_not_answer(env):
+    env.probe.mode["hub2"] = "hang"
+    start = time.monotonic()
+    resp = env.login().get("/")
+    elapsed = time.monotonic() - start
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 503
+    assert resp.headers["Retry-After"] == "5"
+    assert "hub2" in html and "no answer within" in html
+    assert "Try again" in html
+    assert elapsed < env.config.deadline + 0.5
+    assert env.store.placements("juser1") == []  # never placed elsewhere
+
+
+def test_unknown_when_a_hub_api_fails(env):
+    env.hubs.mode["hub1"] = "error"
+    resp = env.login().get("/?next=/hub/home")
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 503
+    assert "hub1" in html and "HTTP 500" in html
+    assert 'name="next" value="/hub/home"' in html
+
+
+def test_black_holed_node_does_not_hide_a_server_elsewhere(env):
+    env.hubs.mode["hub2"] = "blackhole"
+    env.probe.mode["hub2"] = "hang"
+    env.hubs.set_server("hub1", "juser1")
+    start = time.monotonic()
+    resp = env.login().get("/")
+    assert resp.headers["Location"] == hub_url(env, "hub1")
+    assert time.monotonic() - start < env.config.deadline + 0.5
+
+
+def test_not_running_places_on_most_free_memory(env):
+    env.probe.mem = {"hub1": (4 * GiB, 16 * GiB), "hub2": (10 * GiB, 16 * GiB)}
+    resp = env.login().get("/")
+    assert resp.headers["Location"] == hub_url(env, "hub2")
+    assert [(u, n) for u, n, _ in env.store.placements()] == [("juser1", "hub2")]
+
+
+def test_no_eligible_node_is_503(tmp_path, hubs):
+    env = build_env(tmp_path, hubs, drained=["hub1", "hub2"])
+    resp = env.login().get("/")
+    assert resp.status_code == 503
+    assert "No node can take a new server" in resp.get_data(as_text=True)
+    env.resolver.close()
+
+
+# ----------------------------------------------------------------------------- placement
+
+
+def test_recent_placements_count_as_pending(env):
+    env.probe.mem = {"hub1": (9 * GiB, 16 * GiB), "hub2": (8 * GiB, 16 * GiB)}
+    first = env.login("juser1").get("/")
+    second = env.login("juser2").get("/")
+    # juser1 went to hub1; its 2 GiB reservation makes hub2 (8) beat hub1 (9 - 2).
+    assert first.headers["Location"] == hub_url(env, "hub1")
+    assert second.headers["Location"] == hub_url(env, "hub2")
+
+
+def test_sticky_to_previous_node_with_room(env):
+    env.store.record_running("juser1", "hub1")
+    env.probe.mem = {"hub1": (6 * GiB, 16 * GiB), "hub2": (12 * GiB, 16 * GiB)}
+    resp = env.login().get("/")
+    assert resp.headers["Location"] == hub_url(env, "hub1")
+
+
+def test_not_sticky_when_previous_node_is_full(env):
+    env.store.record_running("juser1", "hub1")
+    env.probe.mem = {"hub1": (3 * GiB, 16 * GiB), "hub2": (12 * GiB, 16 * GiB)}
+    resp = env.login().get("/")
+    assert resp.headers["Location"] == hub_url(env, "hub2")
+
+
+def test_drained_in_config_is_skipped(tmp_path, hubs):
+    env = build_env(tmp_path, hubs, drained=["hub2"])
+    env.probe.mem = {"hub1": (1 * GiB, 16 * GiB), "hub2": (15 * GiB, 16 * GiB)}
+    resp = env.login().get("/")
+    assert resp.headers["Location"] == hub_url(env, "hub1")
+    env.resolver.close()
+
+
+def test_drained_in_store_is_skipped_even_when_previous(env):
+    env.store.record_running("juser1", "hub2")
+    env.store.set_drained("hub2", True, by="admin")
+    env.probe.mem = {"hub1": (1 * GiB, 16 * GiB), "hub2": (15 * GiB, 16 * GiB)}
+    resp = env.login().get("/")
+    assert resp.headers["Location"] == hub_url(env, "hub1")
+
+
+def test_drained_node_still_reaches_a_running_server(env):
+    env.store.set_drained("hub2", True)
+    env.hubs.set_server("hub2", "juser1")
+    resp = env.login().get("/")
+    assert resp.headers["Location"] == hub_url(env, "hub2")
+
+
+def test_login_after_server_started_resolves_same_node(env):
+    env.probe.mem = {"hub1": (4 * GiB, 16 * GiB), "hub2": (10 * GiB, 16 * GiB)}
+    client = env.login()
+    assert client.get("/").headers["Location"] == hub_url(env, "hub2")
+    env.hubs.set_server("hub2", "juser1")
+    env.probe.mem = {"hub1": (12 * GiB, 16 * GiB), "hub2": (2 * GiB, 16 * GiB)}
+    assert client.get("/").headers["Location"] == hub_url(env, "hub2")
+
+
+def test_stale_file_after_kill_places_again_by_memory(env):
+    # The server on hub2 was SIGKILLed: its file remains, no node claims the PID.
+    env.store.record_running("juser1", "hub2")
+    for node in ("hub1", "hub2"):
+        env.probe.evidence[(node, "juser1")] = [evidence(999, verdict="not-here")]
+    env.probe.mem = {"hub1": (12 * GiB, 16 * GiB), "hub2": (1 * GiB, 16 * GiB)}
+    resp = env.login().get("/")
+    assert resp.headers["Location"] == hub_url(env, "hub1")
+
+
+@pytest.mark.parametrize("clients", [2, 8])
+def test_concurrent_first_logins_get_the_same_node(env, clients):
+    env.probe.mem = {"hub1": (8 * GiB, 16 * GiB), "hub2": (8 * GiB, 16 * GiB)}
+    logged_in = [env.login() for _ in range(clients)]
+    barrier = threading.Barrier(clients)
+    locations: list[str] = []
+    lock = threading.Lock()
+
+    def go(client) -> None:
+        barrier.wait()
+        resp = client.get("/")
+        with lock:
+            locations.append(resp.headers.get("Location") or f"{resp.status_code} {resp.get_data(as_text=True)}")
+
+    threads = [threading.Thread(target=go, args=(c,)) for c in logged_in]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(locations) == clients
+    assert len(set(locations)) == 1
+    assert len(env.store.placements("juser1")) == 1
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_unknown_route_is_404_page(env):
+    resp = env.client().get("/nope/../../etc/passwd")
+    assert resp.status_code == 404
+    assert "Not Found" in resp.get_data(as_text=True)
+
+
+def test_wrong_method_is_405(env):
+    assert env.client().delete("/login").status_code == 405
+
+
+def test_huge_body_is_413(env):
+    resp = env.client().post("/login", data={"username": "x" * 200_000, "password": "y"})
+    assert resp.status_code == 413
+
+
+def test_backend_failure_is_a_clean_500(env, monkeypatch):
+    def boom(user):
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(env.resolver, "resolve", boom)
+    resp = env.login().get("/")
+    assert resp.status_code == 500
+    assert "database gone" not in resp.get_data(as_text=True)

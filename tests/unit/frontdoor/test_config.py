@@ -1,0 +1,213 @@
+"""Loading and validating the TOML configuration."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import write_secret
+from multijhub_frontdoor.config import (
+    ConfigError,
+    load_config,
+    parse_config,
+    parse_size,
+    read_secret_file,
+)
+from multijhub_frontdoor.store import open_store
+
+FULL = """
+deadline = 1.5
+store = "sqlite:///var/lib/multijhub-frontdoor/assignments.sqlite3"
+secret_key_file = "/etc/multijhub-frontdoor/secret_key"
+pam_service = "jupyterhub"
+admin_group = "jhub-admins"
+drained = ["hub2"]
+tls = true
+session_hours = 12
+login_rate_limit = "5 per minute"
+rate_limit_storage = "memory://"
+proxy_count = 1
+workers = 32
+
+[limits]
+mem_per_server = "2G"
+pending_seconds = 90
+sticky_headroom = 0.2
+
+[ssh]
+user = "multijhub-probe"
+key_file = "/etc/multijhub-frontdoor/probe_key"
+known_hosts_file = "/etc/multijhub-frontdoor/known_hosts"
+control_dir = "/run/multijhub-frontdoor/ssh"
+control_persist = "15m"
+connect_timeout = 3
+
+[[nodes]]
+name = "hub1"
+base_url = "https://hub1.example.org:8000/"
+api_token_file = "/etc/multijhub-frontdoor/tokens/hub1"
+ssh_host = "hub1.internal"
+
+[[nodes]]
+name = "hub2"
+base_url = "https://cluster.example.org/hub2"
+api_url = "http://10.0.0.2:8081/hub2"
+api_token_file = "/etc/multijhub-frontdoor/tokens/hub2"
+"""
+
+
+def minimal(**over) -> dict:
+    data = {
+        "store": "/var/lib/x.sqlite3",
+        "secret_key_file": "/etc/x/secret",
+        "ssh": {"user": "probe", "key_file": "/k", "known_hosts_file": "/kh", "control_dir": "/run/x"},
+        "nodes": [{"name": "hub1", "base_url": "http://hub1:8000", "api_token_file": "/t1"}],
+    }
+    data.update(over)
+    return data
+
+
+def test_full_file(tmp_path, monkeypatch):
+    path = tmp_path / "frontdoor.toml"
+    path.write_text(FULL)
+    monkeypatch.setenv("MULTIJHUB_FRONTDOOR_CONFIG", str(path))
+    cfg = load_config()
+    assert cfg.deadline == 1.5
+    assert cfg.store.kind == "sqlite"
+    assert cfg.store.path == "/var/lib/multijhub-frontdoor/assignments.sqlite3"
+    assert cfg.drained == frozenset({"hub2"})
+    assert cfg.tls is True and cfg.proxy_count == 1 and cfg.workers == 32
+    assert cfg.limits.mem_per_server == 2 * 1024**3
+    assert cfg.limits.pending_seconds == 90 and cfg.limits.sticky_headroom == 0.2
+    assert cfg.ssh.control_persist == "15m" and cfg.ssh.connect_timeout == 3
+    hub1, hub2 = cfg.nodes
+    assert hub1.base_url == "https://hub1.example.org:8000"
+    assert hub1.api_url == hub1.base_url
+    assert hub1.ssh_host == "hub1.internal"
+    assert hub2.api_url == "http://10.0.0.2:8081/hub2"
+    assert hub2.ssh_host == "hub2"
+    assert cfg.node("hub2") is hub2 and cfg.node("nope") is None
+
+
+def test_defaults():
+    cfg = parse_config(minimal())
+    assert cfg.deadline == 2.0
+    assert cfg.pam_service == "login"
+    assert cfg.tls is False
+    assert cfg.drained == frozenset()
+    assert cfg.limits.mem_per_server == 0
+    assert cfg.ssh.control_persist == "10m"
+
+
+@pytest.mark.parametrize(
+    ("over", "key"),
+    [
+        ({"nodes": []}, "nodes"),
+        ({"nodes": "hub1"}, "nodes"),
+        ({"deadline": 0}, "deadline"),
+        ({"deadline": "2"}, "deadline"),
+        ({"deadline": True}, "deadline"),
+        ({"tls": "yes"}, "tls"),
+        ({"colour": "blue"}, "colour"),
+        ({"drained": ["hub9"]}, "drained"),
+        ({"store": "relative.sqlite3"}, "store"),
+        ({"secret_key_file": "secret"}, "secret_key_file"),
+        ({"pam_service": "../etc/passwd"}, "pam_service"),
+        ({"proxy_count": -1}, "proxy_count"),
+        ({"limits": {"mem_per_server": "lots"}}, "limits.mem_per_server"),
+        ({"limits": {"sticky_headroom": 2}}, "limits.sticky_headroom"),
+        ({"limits": {"spare": 1}}, "limits.spare"),
+        ({"ssh": {"user": "probe", "known_hosts_file": "/kh", "control_dir": "/r"}}, "ssh.key_file"),
+        ({"ssh": None}, "ssh"),
+        (
+            {"ssh": {"user": "Root;", "key_file": "/k", "known_hosts_file": "/kh", "control_dir": "/r"}},
+            "ssh.user",
+        ),
+        (
+            {
+                "ssh": {
+                    "user": "p",
+                    "key_file": "/k",
+                    "known_hosts_file": "/kh",
+                    "control_dir": "/r",
+                    "control_persist": "forever",
+                }
+            },
+            "ssh.control_persist",
+        ),
+        ({"nodes": [{"name": "hub1", "api_token_file": "/t"}]}, "nodes[0].base_url"),
+        (
+            {"nodes": [{"name": "hub1", "base_url": "ftp://hub1", "api_token_file": "/t"}]},
+            "nodes[0].base_url",
+        ),
+        (
+            {"nodes": [{"name": "hub1", "base_url": "http://u:p@hub1", "api_token_file": "/t"}]},
+            "nodes[0].base_url",
+        ),
+        (
+            {"nodes": [{"name": "-hub", "base_url": "http://hub1", "api_token_file": "/t"}]},
+            "nodes[0].name",
+        ),
+        (
+            {
+                "nodes": [
+                    {"name": "hub1", "base_url": "http://h", "api_token_file": "/t", "ssh_host": "-oProxy"}
+                ]
+            },
+            "nodes[0].ssh_host",
+        ),
+        (
+            {
+                "nodes": [
+                    {"name": "hub1", "base_url": "http://h1", "api_token_file": "/t"},
+                    {"name": "hub1", "base_url": "http://h2", "api_token_file": "/t"},
+                ]
+            },
+            "nodes",
+        ),
+    ],
+)
+def test_bad_values_name_the_key(over, key):
+    with pytest.raises(ConfigError) as err:
+        parse_config(minimal(**over))
+    assert str(err.value).startswith(key), str(err.value)
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read configuration"):
+        load_config(str(tmp_path / "absent.toml"))
+    bad = tmp_path / "bad.toml"
+    bad.write_text("nodes = [\n")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_config(str(bad))
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text('deadline = "soon"\n' + FULL.split("\n", 2)[2])
+    with pytest.raises(ConfigError, match=r"wrong\.toml: deadline"):
+        load_config(str(wrong))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(0, 0), (1024, 1024), ("2G", 2 * 1024**3), ("512M", 512 * 1024**2), ("1.5GiB", 3 * 1024**3 // 2)],
+)
+def test_sizes(value, expected):
+    assert parse_size(value, "x") == expected
+
+
+def test_secret_file_must_be_private(tmp_path):
+    path = write_secret(tmp_path / "key", "abc")
+    assert read_secret_file(path, "secret key file") == "abc"
+    (tmp_path / "key").chmod(0o644)
+    with pytest.raises(ConfigError, match="too open"):
+        read_secret_file(path, "secret key file")
+    (tmp_path / "empty").write_text("")
+    (tmp_path / "empty").chmod(0o600)
+    with pytest.raises(ConfigError, match="empty"):
+        read_secret_file(str(tmp_path / "empty"), "secret key file")
+    with pytest.raises(ConfigError, match="cannot read"):
+        read_secret_file(str(tmp_path / "absent"), "secret key file")
+
+
+def test_postgresql_store_is_recognised_but_not_yet_available():
+    cfg = parse_config(minimal(store="postgresql://frontdoor@db/multijhub"))
+    assert cfg.store.kind == "postgresql"
+    with pytest.raises(ConfigError, match="not supported"):
+        open_store(cfg.store)

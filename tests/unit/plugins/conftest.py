@@ -1,0 +1,45 @@
+"""Fixtures for the plugin tests: the collection loader set up on this checkout, real servers."""
+
+from __future__ import annotations
+
+import pwd
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / "tests" / "unit" / "core"))
+
+from ansible.plugins.loader import init_plugin_loader  # noqa: E402
+from multijhub_servers import Server, shared_tmpdir, start_server, stop  # noqa: E402
+
+init_plugin_loader([str(ROOT / "collections")])
+
+
+@pytest.fixture(scope="module")
+def root_server() -> Iterator[Server]:
+    base = shared_tmpdir()
+    server = start_server(base)
+    yield server
+    stop(server)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def nobody_server() -> Iterator[Server]:
+    pw = pwd.getpwnam("nobody")
+    base = shared_tmpdir(pw.pw_uid, pw.pw_gid)
+    server = start_server(base, user="nobody")
+    yield server
+    stop(server)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    path = shared_tmpdir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

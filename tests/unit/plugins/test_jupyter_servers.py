@@ -1,0 +1,171 @@
+"""Unit tests of the module in the style of ansible-test units (exit_json/fail_json patched)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.multijhub.cluster.plugins.modules import jupyter_servers
+from multijhub_servers import Server, shared_tmpdir, start_server, stop
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+class AnsibleExitJson(Exception):
+    pass
+
+
+class AnsibleFailJson(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def patch_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    def exit_json(_self: basic.AnsibleModule, **kwargs: Any) -> None:
+        kwargs.setdefault("changed", False)
+        raise AnsibleExitJson(kwargs)
+
+    def fail_json(_self: basic.AnsibleModule, msg: str, **kwargs: Any) -> None:
+        raise AnsibleFailJson({"msg": msg, "failed": True, **kwargs})
+
+    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+
+
+def run(args: dict[str, Any], *, check: bool = False, diff: bool = False) -> dict[str, Any]:
+    args = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
+    with patch_module_args(args), pytest.raises(AnsibleExitJson) as info:
+        jupyter_servers.main()
+    return info.value.args[0]
+
+
+def fail(args: dict[str, Any]) -> dict[str, Any]:
+    with patch_module_args(args), pytest.raises(AnsibleFailJson) as info:
+        jupyter_servers.main()
+    return info.value.args[0]
+
+
+def test_report_with_a_real_server(root_server: Server) -> None:
+    result = run({"user": "root", "runtime_template": str(root_server.runtime_dir)}, check=True)
+    assert result["changed"] is False
+    assert [s["pid"] for s in result["servers"]] == [root_server.pid]
+    fact = result["ansible_facts"]["multijhub_jupyter_servers"]
+    assert fact["servers"] == result["servers"]
+    assert fact["user"] == "root" and fact["mem_available"] > 0
+    json.dumps(result)
+
+
+def test_all_users(root_server: Server, nobody_server: Server) -> None:
+    result = run({"all_users": True})
+    owners = {p["pid"]: p["user"] for p in result["processes"]}
+    assert owners[root_server.pid] == "root"
+    assert owners[nobody_server.pid] == "nobody"
+    assert result["ansible_facts"]["multijhub_node_servers"]["users"] == result["users"]
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "../etc", "a/b", "*", "?", "[a]", "a b", "a\x00", "x" * 40, "..", ".hidden", "UPPER", "é"]
+)
+def test_hostile_user_fails_clearly(bad: str) -> None:
+    result = fail({"user": bad})
+    assert result["msg"].startswith("invalid user name: ")
+
+
+def test_unknown_user_and_bad_combinations() -> None:
+    assert fail({"user": "multijhub_nosuchuser"})["msg"] == "no such user: 'multijhub_nosuchuser'"
+    assert "required" in fail({})["msg"]
+    assert "cannot be combined" in fail({"user": "root", "all_users": True})["msg"]
+    assert "invalid user name" in fail({"user": "../etc", "prune": ["jpserver-1.json"]})["msg"]
+
+
+def test_unlistable_runtime_dir(shared_dir: Path) -> None:
+    (shared_dir / "f").write_text("")
+    assert "not a directory" in fail({"user": "root", "runtime_template": str(shared_dir / "f")})["msg"]
+
+
+def test_prune_check_diff_then_real_then_idempotent() -> None:
+    base = shared_tmpdir()
+    try:
+        server = start_server(base)
+        stop(server)  # SIGKILL leaves the file behind
+        name = server.file.name
+        other = server.runtime_dir / "nbserver-77.json"
+        other.write_text("{}")
+        args = {"user": "root", "runtime_template": str(server.runtime_dir), "prune": [name]}
+
+        checked = run(args, check=True, diff=True)
+        assert (checked["changed"], checked["removed"]) == (True, [name])
+        assert server.file.exists()
+        assert checked["diff"]["before"] == f"{name}\nnbserver-77.json\n"
+        assert checked["diff"]["after"] == "nbserver-77.json\n"
+
+        done = run(args)
+        assert (done["changed"], done["removed"]) == (True, [name])
+        assert not server.file.exists() and other.exists()
+        assert (server.runtime_dir / f"jpserver-{server.pid}-open.html").exists()  # not a prune target
+
+        again = run(args)
+        assert (again["changed"], again["removed"], again["absent"]) == (False, [], [name])
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("bad", ["jpserver-1-open.html", "../jpserver-1.json", "jupyter_cookie_secret", "x"])
+def test_prune_refuses_other_names(bad: str, shared_dir: Path) -> None:
+    (shared_dir / "jupyter_cookie_secret").write_text("s")
+    result = fail({"user": "root", "runtime_template": str(shared_dir), "prune": ["jpserver-1.json", bad]})
+    assert "refused" in result["msg"] and repr(bad) in result["msg"]
+    assert (shared_dir / "jupyter_cookie_secret").exists()
+
+
+def test_through_ansible_for_real() -> None:
+    """AnsiballZ must package the core's relative imports: run the module through ansible."""
+    env = dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json")
+    proc = subprocess.run(
+        [
+            str(ROOT / ".venv/bin/ansible"),
+            "localhost",
+            "-m",
+            "multijhub.cluster.jupyter_servers",
+            "-a",
+            "user=root",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    assert result["user"] == "root" and result["uid"] == 0
+    assert (
+        result["ansible_facts"]["multijhub_jupyter_servers"]["runtime_dir"]
+        == "/root/.local/share/jupyter/runtime"
+    )
+    bad = subprocess.run(
+        [
+            str(ROOT / ".venv/bin/ansible"),
+            "localhost",
+            "-m",
+            "multijhub.cluster.jupyter_servers",
+            "-a",
+            "user=../etc",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert bad.returncode == 2
+    assert "invalid user name" in bad.stdout
