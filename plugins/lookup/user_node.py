@@ -9,7 +9,7 @@ name: user_node
 short_description: Decide on which hub a user's Jupyter server runs
 version_added: "0.1.0"
 author:
-  - multijhub developers
+  - multijhub developers (@multijhub)
 description:
   - Combines the answers of every hub (the fact C(multijhub_jupyter_servers) set by the module
     M(multijhub.cluster.jupyter_servers) earlier in the same run) with the rules of the

@@ -19,7 +19,7 @@ __all__ = ["main"]
 
 
 def _error(kind: str, message: str, code: int) -> int:
-    print(json.dumps({"error": message, "kind": kind}))
+    sys.stdout.write(json.dumps({"error": message, "kind": kind}) + "\n")
     return code
 
 
@@ -52,9 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _error("unknown_user", str(exc), 2)
     except (OSError, ValueError) as exc:
         return _error("node_error", str(exc), 1)
-    print(json.dumps(report))
+    sys.stdout.write(json.dumps(report) + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -27,7 +27,7 @@ def meminfo(proc_root: str = "/proc") -> tuple[int, int]:
     values: dict[str, int] = {}
     with open(os.path.join(proc_root, "meminfo"), encoding="ascii", errors="replace") as handle:
         for line in handle:
-            key, _, rest = line.partition(":")
+            key, _sep, rest = line.partition(":")
             parts = rest.split()
             if key in ("MemAvailable", "MemTotal") and parts:
                 factor = 1024 if parts[1:2] == ["kB"] else 1

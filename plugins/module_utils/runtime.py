@@ -132,7 +132,7 @@ def list_runtime_files_as(path: str, uid: int, gid: int) -> list[RuntimeFile]:
     os.close(write_fd)
     with os.fdopen(read_fd) as pipe_in:
         data = pipe_in.read()
-    _, status = os.waitpid(pid, 0)
+    _pid, status = os.waitpid(pid, 0)
     if os.WEXITSTATUS(status) != 0 or not data:
         raise RuntimeDirError(0, f"cannot list the runtime directory {path} as uid {uid}")
     payload = json.loads(data)

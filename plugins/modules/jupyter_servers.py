@@ -21,11 +21,11 @@ description:
     instead (processes are per node, so this is correct on a shared home), and sets the fact
     C(multijhub_node_servers).
   - With O(prune) removes the named runtime files of the user. Run it on the host that holds
-    the home directories on its local file system (the C(home) group): root is squashed over
+    the home directories on its local file system (the C(home) group), as root is squashed over
     NFS. Only remove files that the lookup found stale with every node answering.
   - Never calls C(jupyter server list), which deletes other nodes' files on a shared home.
 author:
-  - multijhub developers
+  - multijhub developers (@multijhub)
 options:
   user:
     description:

@@ -15,10 +15,12 @@ from multijhub_servers import Server, shared_tmpdir, start_server, stop
 def root_server() -> Iterator[Server]:
     """A real jupyter-server of root, for the whole test module."""
     base = shared_tmpdir()
-    server = start_server(base)
-    yield server
-    stop(server)
-    shutil.rmtree(base, ignore_errors=True)
+    try:
+        server = start_server(base)
+        yield server
+        stop(server)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +28,12 @@ def nobody_server() -> Iterator[Server]:
     """A real jupyter-server run as the user nobody."""
     pw = pwd.getpwnam("nobody")
     base = shared_tmpdir(pw.pw_uid, pw.pw_gid)
-    server = start_server(base, user="nobody")
-    yield server
-    stop(server)
-    shutil.rmtree(base, ignore_errors=True)
+    try:
+        server = start_server(base, user="nobody")
+        yield server
+        stop(server)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

@@ -310,7 +310,9 @@ def test_concurrent_first_logins_get_the_same_node(env, clients):
         barrier.wait()
         resp = client.get("/")
         with lock:
-            locations.append(resp.headers.get("Location") or f"{resp.status_code} {resp.get_data(as_text=True)}")
+            locations.append(
+                resp.headers.get("Location") or f"{resp.status_code} {resp.get_data(as_text=True)}"
+            )
 
     threads = [threading.Thread(target=go, args=(c,)) for c in logged_in]
     for t in threads:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import write_secret
+from conftest import ROOT, write_secret
 from multijhub_frontdoor.config import (
     ConfigError,
     load_config,
@@ -211,3 +211,10 @@ def test_postgresql_store_is_recognised_but_not_yet_available():
     assert cfg.store.kind == "postgresql"
     with pytest.raises(ConfigError, match="not supported"):
         open_store(cfg.store)
+
+
+def test_shipped_example_parses():
+    example = ROOT / "roles/redirector/files/multijhub_frontdoor/frontdoor.example.toml"
+    cfg = load_config(str(example))
+    assert [n.name for n in cfg.nodes] == ["hub1", "hub2"]
+    assert cfg.limits.mem_per_server == 2 * 1024**3

@@ -165,11 +165,6 @@ def test_concurrent_first_logins_threads(tmp_path):
         mine = loads(hub1=8 + (i % 2), hub2=8 + ((i + 1) % 2))
         barrier.wait()
 
-        def slow_choose_node_input(ctx):
-            time.sleep(0.01)  # widen the read-decide-write window
-            return None
-
-        del slow_choose_node_input
         p = place_user(store, "juser1", mine, drained=(), limits=LIMITS)
         with lock:
             results.append(p.node)

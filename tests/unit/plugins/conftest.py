@@ -22,20 +22,24 @@ init_plugin_loader([str(ROOT / "collections")])
 @pytest.fixture(scope="module")
 def root_server() -> Iterator[Server]:
     base = shared_tmpdir()
-    server = start_server(base)
-    yield server
-    stop(server)
-    shutil.rmtree(base, ignore_errors=True)
+    try:
+        server = start_server(base)
+        yield server
+        stop(server)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def nobody_server() -> Iterator[Server]:
     pw = pwd.getpwnam("nobody")
     base = shared_tmpdir(pw.pw_uid, pw.pw_gid)
-    server = start_server(base, user="nobody")
-    yield server
-    stop(server)
-    shutil.rmtree(base, ignore_errors=True)
+    try:
+        server = start_server(base, user="nobody")
+        yield server
+        stop(server)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

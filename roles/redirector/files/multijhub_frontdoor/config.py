@@ -91,6 +91,8 @@ class Config:
     rate_limit_storage: str = "memory://"
     proxy_count: int = 0
     workers: int = 0  # thread pool size for node queries; 0 = automatic
+    proof_key_files: tuple[str, ...] = ()  # login proof keys, newest first; () = plain redirects
+    proof_max_age: float = 30.0
 
     def node(self, name: str) -> NodeConfig | None:
         """Return the node called ``name`` or None."""
@@ -277,7 +279,17 @@ _TOP_KEYS = {
     "rate_limit_storage",
     "proxy_count",
     "workers",
+    "proof_key_files",
+    "proof_max_age",
 }
+
+
+def _parse_proof_keys(data: dict[str, Any]) -> tuple[str, ...]:
+    files = _opt(data, "proof_key_files", list, "", [])
+    for i, item in enumerate(files):
+        if not isinstance(item, str) or not item.startswith("/"):
+            raise ConfigError(f"proof_key_files[{i}]: must be an absolute path, got {item!r}")
+    return tuple(files)
 
 
 def parse_config(data: dict[str, Any]) -> Config:
@@ -304,6 +316,9 @@ def parse_config(data: dict[str, Any]) -> Config:
     session_hours = _num(data, "session_hours", "", 8.0)
     if session_hours <= 0:
         raise ConfigError("session_hours: must be positive")
+    proof_max_age = _num(data, "proof_max_age", "", 30.0)
+    if not 1 <= proof_max_age <= 300:
+        raise ConfigError("proof_max_age: must be between 1 and 300 seconds")
     proxy_count = _opt(data, "proxy_count", int, "", 0)
     workers = _opt(data, "workers", int, "", 0)
     if proxy_count < 0 or workers < 0:
@@ -325,6 +340,8 @@ def parse_config(data: dict[str, Any]) -> Config:
         rate_limit_storage=_opt(data, "rate_limit_storage", str, "", "memory://"),
         proxy_count=proxy_count,
         workers=workers,
+        proof_key_files=_parse_proof_keys(data),
+        proof_max_age=proof_max_age,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, StringField
-from wtforms.validators import InputRequired, Length
+from wtforms.validators import AnyOf, InputRequired, Length
 
 from .auth import MAX_PASSWORD
 
@@ -25,3 +25,17 @@ class LoginForm(FlaskForm):
 
 class LogoutForm(FlaskForm):
     """Only the CSRF token."""
+
+
+class DrainForm(FlaskForm):
+    """Drain or undrain one node (the view checks the node name against the configuration)."""
+
+    node = HiddenField(validators=[InputRequired(), Length(max=64)])
+    action = HiddenField(validators=[InputRequired(), AnyOf(["drain", "undrain"])])
+
+
+class GoForm(FlaskForm):
+    """Pick one of several nodes that run the user's server."""
+
+    node = HiddenField(validators=[InputRequired(), Length(max=64)])
+    next = HiddenField()

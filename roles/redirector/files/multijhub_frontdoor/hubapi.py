@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -13,6 +13,7 @@ class HubApiError(Exception):
     """The hub did not give a usable answer."""
 
 
+PAGINATION = "application/jupyterhub-pagination+json"
 REQUIRED_SCOPES = ("read:servers",)
 USER_SCOPES = ("read:users", "read:users:name")
 
@@ -99,6 +100,36 @@ class HubApi:
         if not isinstance(server, dict):
             raise HubApiError("hub API gave an unexpected server model")
         return server
+
+    def ready_users(self, timeout: float, *, page: int = 200, max_pages: int = 50) -> list[str]:
+        """Names of the users with a ready server (``GET /hub/api/users?state=ready``).
+
+        Needs the ``list:users`` scope besides ``read:users``/``read:servers``.
+        """
+        names: list[str] = []
+        headers = {"Accept": PAGINATION}
+        for index in range(max_pages):
+            url = f"{self.api_url}/hub/api/users?{urlencode({'state': 'ready', 'offset': index * page, 'limit': page})}"
+            try:
+                resp = self.session.get(url, timeout=timeout, allow_redirects=False, headers=headers)
+            except requests.RequestException as exc:
+                raise HubApiError(f"hub API unreachable: {type(exc).__name__}") from exc
+            if resp.status_code == 403:
+                raise HubApiError("token lacks scope list:users")
+            if resp.status_code != 200:
+                raise HubApiError(f"hub API answered HTTP {resp.status_code}")
+            try:
+                doc = resp.json()
+            except ValueError as exc:
+                raise HubApiError("hub API answered something that is not JSON") from exc
+            items = doc.get("items") if isinstance(doc, dict) else doc
+            if not isinstance(items, list):
+                raise HubApiError("hub API answered an unexpected user list")
+            names += [u["name"] for u in items if isinstance(u, dict) and isinstance(u.get("name"), str)]
+            more = doc.get("_pagination", {}).get("next") if isinstance(doc, dict) else None
+            if not more or len(items) < page:
+                break
+        return sorted(set(names))
 
     def close(self) -> None:
         """Close pooled connections."""

@@ -165,6 +165,8 @@ class SqliteStore:
         return row[0] if row else None
 
     def record_running(self, user: str, node: str, now: float | None = None) -> None:
+        if self.previous_node(user) == node:
+            return  # the usual case: no write on every login
         now = time.time() if now is None else now
         with self._tx() as conn:
             row = conn.execute("SELECT node FROM assignments WHERE user = ?", (user,)).fetchone()

@@ -1,0 +1,1 @@
+"""multijhub's extensions to JupyterHub, installed on every hub node."""

@@ -1,0 +1,146 @@
+"""The hub's FrontDoorAuthenticator: configuration, verification, handler registration.
+
+Needs JupyterHub (installed on the hubs, not in the dev venv): skipped without it.
+The whole browser flow runs end to end on the molecule cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+pytest.importorskip("jupyterhub", reason="JupyterHub is not installed in this venv (it runs on the hubs)")
+
+from conftest import KEY, OLD_KEY  # noqa: E402
+from jupyterhub.auth import PAMAuthenticator  # noqa: E402
+from multijhub_hub.authenticator import (  # noqa: E402
+    LOGIN_PATH,
+    FrontDoorAuthenticator,
+    FrontDoorMixin,
+    ProofLoginHandler,
+)
+from multijhub_hub.proof import ProofError, create_proof  # noqa: E402
+from traitlets.config import Config  # noqa: E402
+
+
+def make_auth(key_files, **traits):
+    c = Config()
+    c.FrontDoorAuthenticator.proof_key_files = key_files
+    c.FrontDoorAuthenticator.node_name = "hub1"
+    for name, value in traits.items():
+        setattr(c.FrontDoorAuthenticator, name, value)
+    return FrontDoorAuthenticator(config=c)
+
+
+def proof(**kw):
+    args = {"sub": "juser1", "aud": "hub1", "next_path": "/hub/spawn"}
+    args.update(kw)
+    return create_proof([KEY], **args)
+
+
+def test_is_a_pam_authenticator_with_config(key_files):
+    auth = make_auth(key_files, max_age=20.0, clock_skew=2.0)
+    assert isinstance(auth, PAMAuthenticator)
+    assert (auth.node_name, auth.max_age, auth.clock_skew) == ("hub1", 20.0, 2.0)
+    assert auth.proof_keys() == [KEY, OLD_KEY]
+
+
+def test_handlers_keep_the_normal_login(key_files):
+    handlers = dict(make_auth(key_files).get_handlers(None))
+    assert handlers[LOGIN_PATH] is ProofLoginHandler
+    assert "/login" in handlers
+
+
+def test_verifies_once(key_files):
+    auth = make_auth(key_files)
+    token = proof()
+    assert auth.verify_login_proof(token).sub == "juser1"
+    with pytest.raises(ProofError) as info:
+        auth.verify_login_proof(token)
+    assert info.value.kind == ProofError.REPLAYED
+
+
+@pytest.mark.parametrize(
+    ("token_kw", "kind"),
+    [
+        ({"aud": "hub2"}, ProofError.AUDIENCE),
+        ({"now": time.time() - 120}, ProofError.EXPIRED),
+        ({"now": time.time() + 120}, ProofError.NOT_YET_VALID),
+        ({"max_age": 600}, ProofError.EXPIRED),
+    ],
+)
+def test_refusals(key_files, token_kw, kind):
+    auth = make_auth(key_files)
+    with pytest.raises(ProofError) as info:
+        auth.verify_login_proof(proof(**token_kw))
+    assert info.value.kind == kind
+
+
+def test_forged(key_files):
+    auth = make_auth(key_files)
+    with pytest.raises(ProofError) as info:
+        auth.verify_login_proof(create_proof([b"z" * 40], sub="juser1", aud="hub1"))
+    assert info.value.kind == ProofError.FORGED
+
+
+def test_previous_key_still_accepted(key_files):
+    auth = make_auth(key_files)
+    assert auth.verify_login_proof(create_proof([OLD_KEY], sub="juser1", aud="hub1")).sub == "juser1"
+
+
+def test_unsafe_key_file_refuses_without_showing_it(tmp_path, caplog):
+    bad = tmp_path / "open"
+    bad.write_bytes(KEY)
+    bad.chmod(0o644)
+    auth = make_auth([str(bad)])
+    with pytest.raises(ProofError) as info:
+        auth.verify_login_proof(proof())
+    assert info.value.kind == ProofError.UNAVAILABLE
+
+
+def test_missing_node_name_refuses(key_files):
+    auth = make_auth(key_files, node_name="")
+    with pytest.raises(ProofError) as info:
+        auth.verify_login_proof(proof())
+    assert info.value.kind == ProofError.UNAVAILABLE
+
+
+def test_authenticate_takes_the_user_only_from_a_verified_handler(key_files):
+    auth = make_auth(key_files)
+    handler = ProofLoginHandler.__new__(ProofLoginHandler)
+    assert asyncio.run(auth.authenticate(handler, {"username": "root"})) is None
+    handler.proof_user = "juser1"
+    assert asyncio.run(auth.authenticate(handler, {"username": "root"})) == "juser1"
+
+
+def test_normal_login_goes_to_the_inner_authenticator(key_files, monkeypatch):
+    seen = []
+
+    async def inner(self, handler, data):
+        seen.append(data["username"])
+        return None
+
+    monkeypatch.setattr(PAMAuthenticator, "authenticate", inner)
+    auth = make_auth(key_files)
+    assert asyncio.run(auth.authenticate(object(), {"username": "juser1", "password": "x"})) is None
+    assert seen == ["juser1"]
+
+
+def test_mixin_combines_with_another_authenticator(key_files):
+    from jupyterhub.auth import DummyAuthenticator
+
+    class Combined(FrontDoorMixin, DummyAuthenticator):
+        pass
+
+    c = Config()
+    c.Combined.node_name = "hub2"
+    assert Combined(config=c).node_name == "hub2"
+
+
+def test_handler_skips_only_its_own_xsrf_check():
+    from jupyterhub.handlers.login import LoginHandler
+
+    assert ProofLoginHandler.check_xsrf_cookie is not LoginHandler.check_xsrf_cookie
+    assert ProofLoginHandler.check_xsrf_cookie(object()) is None
