@@ -74,7 +74,8 @@ class Playbook:
             ["ansible-playbook", "-i", self.inventory, str(REPO / playbook), *args],
             cwd=REPO,
             env=env,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
             timeout=timeout,
             check=False,
@@ -178,8 +179,10 @@ def stop_server(host, user: str, timeout: float = 60) -> None:
 
 
 def server_port(host, user: str) -> int:
-    env = host.run_test(f"systemctl show -p Environment jupyter-{user}-singleuser.service").stdout
-    for item in env.split():
-        if item.startswith("JUPYTERHUB_SERVICE_URL="):
-            return int(item.rsplit(":", 1)[1].split("/", 1)[0])
-    raise AssertionError(f"no JUPYTERHUB_SERVICE_URL in {env}")
+    """The TCP port the user's single-user server (its unit's main process) listens on."""
+    pid = host.run_test(f"systemctl show -p MainPID --value jupyter-{user}-singleuser.service").stdout.strip()
+    listening = host.run_test("ss -Hltnp").stdout
+    for line in listening.splitlines():
+        if f"pid={pid}," in line:
+            return int(line.split()[3].rsplit(":", 1)[1])
+    raise AssertionError(f"the server of {user} (pid {pid}) listens on no TCP port: {listening}")

@@ -7,7 +7,7 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import GiB, build_env, csrf_token, evidence, login
+from frontdoor_env import GiB, build_env, csrf_token, evidence, login
 
 
 def hub_url(env, node: str) -> str:
@@ -178,8 +178,41 @@ def test_several_nodes_are_offered(env):
     html = resp.get_data(as_text=True)
     assert resp.status_code == 200
     assert "several nodes" in html
-    assert f'href="{hub_url(env, "hub1")}"' in html
-    assert f'href="{hub_url(env, "hub2")}"' in html
+    assert html.count('action="/go"') == 2
+    assert 'name="node" type="hidden" value="hub1"' in html
+    assert 'name="node" type="hidden" value="hub2"' in html
+
+
+def test_several_nodes_choice_goes_to_the_chosen_node(env):
+    env.hubs.set_server("hub1", "juser1")
+    env.probe.evidence[("hub2", "juser1")] = [evidence(77)]
+    client = env.login()
+    token = csrf_token(client, "/")
+    resp = client.post("/go", data={"csrf_token": token, "node": "hub2", "next": "/user/juser1/lab"})
+    assert resp.status_code == 302
+    url, query = target(resp)
+    assert url == hub_url(env, "hub2")
+    assert query == {"next": ["/hub2/user/juser1/lab"]}
+
+
+def test_several_nodes_choice_refuses_a_node_without_the_server(env):
+    env.hubs.set_server("hub1", "juser1")
+    env.probe.evidence[("hub2", "juser1")] = [evidence(77)]
+    client = env.login()
+    token = csrf_token(client, "/")
+    for node in ("hub3", "../x", ""):
+        resp = client.post("/go", data={"csrf_token": token, "node": node})
+        assert resp.status_code in (303, 400), node
+        assert not resp.headers.get("Location", "/").startswith("http")
+    env.probe.evidence[("hub2", "juser1")] = []
+    resp = client.post("/go", data={"csrf_token": token, "node": "hub2"})
+    assert (resp.status_code, resp.headers["Location"]) == (303, "/")
+
+
+def test_go_needs_csrf_and_a_session(env):
+    assert env.client().post("/go", data={"node": "hub1"}).status_code in (303, 400)
+    client = env.login()
+    assert client.post("/go", data={"node": "hub1"}).status_code == 400
 
 
 def test_unknown_when_a_node_does_not_answer(env):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ROOT, write_secret
+from frontdoor_env import ROOT, write_secret
 from multijhub_frontdoor.config import (
     ConfigError,
+    StoreConfig,
     load_config,
     parse_config,
     parse_size,
@@ -206,11 +207,21 @@ def test_secret_file_must_be_private(tmp_path):
         read_secret_file(str(tmp_path / "absent"), "secret key file")
 
 
-def test_postgresql_store_is_recognised_but_not_yet_available():
+def test_postgresql_store_is_recognised():
     cfg = parse_config(minimal(store="postgresql://frontdoor@db/multijhub"))
-    assert cfg.store.kind == "postgresql"
-    with pytest.raises(ConfigError, match="not supported"):
-        open_store(cfg.store)
+    assert (cfg.store.kind, cfg.store.dsn) == ("postgresql", "postgresql://frontdoor@db/multijhub")
+    assert parse_config(minimal(store="postgres://db/x")).store.kind == "postgresql"
+
+
+def test_unknown_store_kind_is_refused():
+    with pytest.raises(ConfigError, match="unknown store kind"):
+        open_store(StoreConfig(kind="mysql"))
+
+
+def test_proof_settings():
+    cfg = parse_config(minimal(proof_key_files=["/etc/k1", "/etc/k0"], proof_max_age=15))
+    assert (cfg.proof_key_files, cfg.proof_max_age) == (("/etc/k1", "/etc/k0"), 15.0)
+    assert parse_config(minimal()).proof_key_files == ()
 
 
 def test_shipped_example_parses():
@@ -218,3 +229,7 @@ def test_shipped_example_parses():
     cfg = load_config(str(example))
     assert [n.name for n in cfg.nodes] == ["hub1", "hub2"]
     assert cfg.limits.mem_per_server == 2 * 1024**3
+    assert cfg.proof_key_files == ("/etc/multijhub-frontdoor/proof_key",)
+    assert cfg.admin_group == "jupyterhub-admins"
+    assert cfg.proof_key_files == ("/etc/multijhub-frontdoor/proof_key",)
+    assert cfg.admin_group == "jupyterhub-admins"

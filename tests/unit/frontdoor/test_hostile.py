@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import csrf_token, login
+from frontdoor_env import csrf_token, login
 from test_redirects import REFUSED
 
 HOSTILE_USERNAMES = [

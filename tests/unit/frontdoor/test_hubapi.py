@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import TOKEN
+from frontdoor_env import TOKEN
 from multijhub_frontdoor.hubapi import HubApi, HubApiError
 
 

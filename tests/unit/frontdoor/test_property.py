@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import quote, urlsplit
 
 import pytest
-from conftest import build_env, csrf_token, start_hubs, stop_hubs
+from frontdoor_env import build_env, csrf_token, start_hubs, stop_hubs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multijhub_frontdoor.redirects import on_cluster, spawn_url, validate_next

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import GiB, evidence
+from frontdoor_env import GiB, evidence
 
 
 def resolve(env, user: str = "juser1"):

@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from conftest import GiB
+from frontdoor_env import GiB
 from multijhub_core.placement import NodeLoad
 from multijhub_frontdoor.config import LimitsConfig
 from multijhub_frontdoor.placing import effective_loads, place_user

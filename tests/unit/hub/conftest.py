@@ -9,15 +9,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "roles" / "jupyterhub" / "files"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-KEY = b"k" * 48
-OLD_KEY = b"o" * 48
-
-
-def write_key(path: Path, key: bytes, mode: int = 0o600) -> str:
-    path.write_bytes(key + b"\n")
-    path.chmod(mode)
-    return str(path)
+from hubkeys import KEY, OLD_KEY, write_key  # noqa: E402
 
 
 @pytest.fixture

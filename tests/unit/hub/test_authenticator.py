@@ -13,16 +13,17 @@ import pytest
 
 pytest.importorskip("jupyterhub", reason="JupyterHub is not installed in this venv (it runs on the hubs)")
 
-from conftest import KEY, OLD_KEY  # noqa: E402
-from jupyterhub.auth import PAMAuthenticator  # noqa: E402
-from multijhub_hub.authenticator import (  # noqa: E402
+from hubkeys import KEY, OLD_KEY
+from jupyterhub.auth import DummyAuthenticator, PAMAuthenticator
+from jupyterhub.handlers.login import LoginHandler
+from multijhub_hub.authenticator import (
     LOGIN_PATH,
     FrontDoorAuthenticator,
     FrontDoorMixin,
     ProofLoginHandler,
 )
-from multijhub_hub.proof import ProofError, create_proof  # noqa: E402
-from traitlets.config import Config  # noqa: E402
+from multijhub_hub.proof import ProofError, create_proof
+from traitlets.config import Config
 
 
 def make_auth(key_files, **traits):
@@ -129,8 +130,6 @@ def test_normal_login_goes_to_the_inner_authenticator(key_files, monkeypatch):
 
 
 def test_mixin_combines_with_another_authenticator(key_files):
-    from jupyterhub.auth import DummyAuthenticator
-
     class Combined(FrontDoorMixin, DummyAuthenticator):
         pass
 
@@ -140,7 +139,5 @@ def test_mixin_combines_with_another_authenticator(key_files):
 
 
 def test_handler_skips_only_its_own_xsrf_check():
-    from jupyterhub.handlers.login import LoginHandler
-
     assert ProofLoginHandler.check_xsrf_cookie is not LoginHandler.check_xsrf_cookie
     assert ProofLoginHandler.check_xsrf_cookie(object()) is None

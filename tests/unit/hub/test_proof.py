@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import KEY, OLD_KEY, write_key
+from hubkeys import KEY, OLD_KEY, write_key
 from itsdangerous import URLSafeSerializer
 from multijhub_hub.proof import (
     SALT,
     ProofError,
     ProofKeyError,
     ReplayCache,
+    _serializer,
     create_proof,
     load_keys,
     safe_next,
@@ -150,8 +151,6 @@ def test_malformed(token):
 
 
 def _signed(payload):
-    from multijhub_hub.proof import _serializer
-
     return _serializer([KEY]).dumps(payload)
 
 
@@ -210,8 +209,6 @@ def test_key_errors_never_show_the_key(tmp_path):
 
 
 def test_payload_is_json_with_the_documented_claims():
-    from multijhub_hub.proof import _serializer
-
     raw = _serializer([KEY]).loads(make())
     assert sorted(raw) == ["aud", "exp", "iat", "jti", "next", "sub"]
     json.dumps(raw)

@@ -14,8 +14,6 @@ a restart forgets them, which reopens a proof for at most its remaining lifetime
 
 from __future__ import annotations
 
-from typing import Any
-
 from jupyterhub.auth import Authenticator, PAMAuthenticator
 from jupyterhub.handlers import BaseHandler
 from jupyterhub.utils import maybe_future, url_path_join
@@ -94,14 +92,16 @@ class FrontDoorMixin(Authenticator):
             now=now,
         )
 
-    async def authenticate(self, handler: Any, data: Any) -> Any:
+    async def authenticate(
+        self, handler: BaseHandler, data: dict[str, str]
+    ) -> str | dict[str, object] | None:
         """A verified proof's user for the proof handler; the inner authenticator otherwise."""
         if isinstance(handler, ProofLoginHandler):
             # Set by the handler only after verification; never taken from the form data.
             return handler.proof_user
         return await maybe_future(super().authenticate(handler, data))
 
-    def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
+    def get_handlers(self, app: object) -> list[tuple[str, type[BaseHandler]]]:
         return [*super().get_handlers(app), (LOGIN_PATH, ProofLoginHandler)]
 
 

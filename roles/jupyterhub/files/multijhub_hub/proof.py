@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from itsdangerous import BadPayload, BadSignature, URLSafeSerializer
 
@@ -154,7 +153,7 @@ class ReplayCache:
         return len(self._seen)
 
 
-def _claims(payload: Any) -> Claims:
+def _claims(payload: object) -> Claims:
     if not isinstance(payload, dict) or set(payload) != set(_FIELDS):
         raise ProofError(ProofError.MALFORMED, "unexpected claims")
     for name, kind in _FIELDS.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from flask import Flask, render_template
@@ -10,13 +11,16 @@ from flask.typing import ResponseReturnValue
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from multijhub_hub.proof import ProofKeyError, load_keys
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
-from .auth import Authenticator, PamAuthenticator
-from .config import Config, read_secret_file
+from .admin import make_admin_blueprint
+from .auth import Authenticator, PamAuthenticator, in_group
+from .config import Config, ConfigError, read_secret_file
 from .hubapi import HubApi
+from .metrics import Metrics, multiprocess_dir
 from .probe import SshProbe
 from .resolver import Resolver
 from .store import AssignmentStore, open_store
@@ -46,10 +50,20 @@ def build_resolver(config: Config) -> Resolver:
     )
 
 
+def load_proof_keys(config: Config) -> Sequence[bytes]:
+    """The login proof keys (newest first), or () when the front door only redirects."""
+    if not config.proof_key_files:
+        return ()
+    try:
+        return tuple(load_keys(config.proof_key_files))
+    except ProofKeyError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
 def _csp(config: Config) -> str:
     hubs = " ".join(sorted({_origin(n.base_url) for n in config.nodes}))
     return (
-        "default-src 'none'; style-src 'self'; img-src 'self'; "
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
         f"form-action 'self' {hubs}; frame-ancestors 'none'; base-uri 'none'"
     )
 
@@ -65,6 +79,8 @@ def create_app(
     authenticator: Authenticator | None = None,
     resolver: Resolver | None = None,
     store: AssignmentStore | None = None,
+    group_check: Callable[[str, str], bool] | None = None,
+    metrics: Metrics | None = None,
 ) -> Flask:
     """Build the front door for ``config``; the keyword arguments replace parts in tests."""
     app = Flask(__name__)
@@ -96,8 +112,12 @@ def create_app(
         authenticator=authenticator or PamAuthenticator(config.pam_service),
         resolver=resolver or build_resolver(config),
         store=store or open_store(config.store),
+        metrics=metrics or Metrics((n.name for n in config.nodes), multiproc_dir=multiprocess_dir()),
+        group_check=group_check or in_group,
+        proof_keys=load_proof_keys(config),
     )
     app.register_blueprint(make_blueprint(limiter, config.login_rate_limit))
+    app.register_blueprint(make_admin_blueprint())
     _register_errors(app)
     csp = _csp(config)
 
@@ -132,6 +152,9 @@ def _register_errors(app: Flask) -> None:
     @app.errorhandler(Exception)
     def internal_error(exc: Exception) -> ResponseReturnValue:
         log.exception("internal error: %s", type(exc).__name__)
+        fd = app.extensions.get("multijhub")
+        if fd is not None:
+            fd.metrics.failure("internal")
         return render_template(
             "error.html", code=500, title="Internal error", message="Please try again later."
         ), 500

@@ -109,7 +109,8 @@ class HubApi:
         names: list[str] = []
         headers = {"Accept": PAGINATION}
         for index in range(max_pages):
-            url = f"{self.api_url}/hub/api/users?{urlencode({'state': 'ready', 'offset': index * page, 'limit': page})}"
+            query = urlencode({"state": "ready", "offset": index * page, "limit": page})
+            url = f"{self.api_url}/hub/api/users?{query}"
             try:
                 resp = self.session.get(url, timeout=timeout, allow_redirects=False, headers=headers)
             except requests.RequestException as exc:

@@ -21,6 +21,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
 PREFIX = "multijhub_frontdoor"
 FAILURE_KINDS = ("login_refused", "unknown", "several", "no_node", "node_unanswered", "internal")
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
@@ -28,7 +29,7 @@ _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 
 def multiprocess_dir() -> str | None:
     """The multiprocess directory from the environment, if any."""
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir") or None
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
 class Metrics:
@@ -50,7 +51,10 @@ class Metrics:
             f"{PREFIX}_placements", "New servers placed, per node.", ["node"], registry=reg
         )
         self.sent = Counter(
-            f"{PREFIX}_handoffs", "Users sent to a hub (redirect or login proof), per node.", ["node"], registry=reg
+            f"{PREFIX}_handoffs",
+            "Users sent to a hub (redirect or login proof), per node.",
+            ["node"],
+            registry=reg,
         )
         self.failures = Counter(f"{PREFIX}_failures", "Failures, by kind.", ["kind"], registry=reg)
         self.nodes_up = Gauge(
@@ -60,7 +64,10 @@ class Metrics:
             multiprocess_mode="mostrecent",
         )
         self.node_up = Gauge(
-            f"{PREFIX}_node_up", "1 if the node answered in the last resolution.", ["node"], registry=reg,
+            f"{PREFIX}_node_up",
+            "1 if the node answered in the last resolution.",
+            ["node"],
+            registry=reg,
             multiprocess_mode="mostrecent",
         )
         self.mem_available = Gauge(

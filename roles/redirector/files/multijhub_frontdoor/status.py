@@ -66,7 +66,9 @@ def cluster_status(
         else:
             users = tuple(fut.result())
         load = loads.get(node.name)
-        drained_by = "inventory" if node.name in config_drained else "page" if node.name in store_drained else ""
+        drained_by = (
+            "inventory" if node.name in config_drained else "page" if node.name in store_drained else ""
+        )
         healthy = bool(load and load.healthy)
         result.append(
             NodeStatus(

@@ -1,6 +1,6 @@
 """Where users were placed: the assignment store interface and its SQLite form.
 
-The contract every store keeps (SQLite here, PostgreSQL later):
+The contract every store keeps (SQLite here, PostgreSQL in ``pgstore.py``):
 
 - ``place`` runs under a per-user lock held across read-decide-write, so two
   simultaneous first logins of one user (in any thread, process or front
@@ -11,9 +11,8 @@ The contract every store keeps (SQLite here, PostgreSQL later):
 - drained nodes set at run time (admin page, issue 7) live in the store so
   every front door sees them.
 
-A PostgreSQL store implements ``place`` as one transaction that takes
-``pg_advisory_xact_lock`` on a hash of the user name (or ``SELECT ... FOR
-UPDATE`` on the user's row after an ``INSERT ... ON CONFLICT DO NOTHING``).
+The PostgreSQL store implements ``place`` as one transaction that takes
+``pg_advisory_xact_lock`` on a hash of the user name.
 """
 
 from __future__ import annotations
@@ -283,4 +282,8 @@ def open_store(config: StoreConfig) -> AssignmentStore:
     """Open the store named by the configuration."""
     if config.kind == "sqlite":
         return SqliteStore(config.path)
-    raise ConfigError(f"store: {config.kind} is not supported by this version (SQLite only)")
+    if config.kind == "postgresql":
+        from .pgstore import PostgresStore  # noqa: PLC0415 - psycopg only with a DSN
+
+        return PostgresStore(config.dsn)
+    raise ConfigError(f"store: unknown store kind {config.kind!r}")

@@ -7,7 +7,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import FakeProbe
+from frontdoor_env import FakeProbe
 from multijhub_frontdoor.config import SshConfig
 from multijhub_frontdoor.probe import ProbeError, RunResult, SshProbe, run_command
 

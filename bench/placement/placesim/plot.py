@@ -1,0 +1,45 @@
+"""The figure: node memory over the measured day, one panel per policy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib as mpl
+
+mpl.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .engine import Run
+
+
+def plot_runs(runs: Sequence[Run], node_mem_gib: float, path: Path, title: str) -> None:
+    """One panel per run: a line per node, the ideal (mean) dotted, the capacity dashed."""
+    fig, axes = plt.subplots(len(runs), 1, figsize=(9, 2.3 * len(runs)), sharex=True, sharey=True)
+    hours = np.arange(runs[0].used.shape[1]) / 60.0
+    top = max(node_mem_gib * 1.1, max(float(r.used.max()) for r in runs) * 1.05)
+    for ax, run in zip(np.atleast_1d(axes), runs):
+        for i, row in enumerate(run.used):
+            ax.plot(hours, row, linewidth=0.9, label=f"hub{i + 1}")
+        ax.plot(hours, run.used.mean(axis=0), color="black", linestyle=":", linewidth=1.0, label="ideal")
+        ax.axhline(node_mem_gib, color="red", linestyle="--", linewidth=1.0, label="capacity")
+        m = run.metrics
+        ax.set_title(
+            f"{run.policy}: fullest peak / ideal peak {m.peak_ratio:.2f}, OOM node-minutes {m.oom_moments}",
+            fontsize=9,
+            loc="left",
+        )
+        ax.set_ylabel("GiB")
+        ax.set_ylim(0, top)
+        ax.grid(alpha=0.3)
+    last = np.atleast_1d(axes)[-1]
+    last.set_xlabel("hour of the day")
+    last.set_xlim(0, 24)
+    last.set_xticks(range(0, 25, 3))
+    np.atleast_1d(axes)[0].legend(loc="upper right", fontsize=7, ncol=len(runs[0].used) + 2)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,166 @@
+"""The placement study: deterministic, drives the real policies, counts what it claims."""
+
+from __future__ import annotations
+
+import json
+
+import multijhub_core.placement as core
+import numpy as np
+import pytest
+import simulate
+from multijhub_frontdoor import placing
+from placesim import policies as pol
+from placesim.engine import Cluster, measure, replay
+from placesim.study import StudyConfig, run_seed
+from placesim.workload import (
+    MINUTES_PER_DAY,
+    Session,
+    Trace,
+    WorkloadParams,
+    calibrate_peak_rate,
+    make_trace,
+    working_day_load,
+)
+
+SMALL = Cluster(nodes=2, node_mem_gib=16.0, base_gib=1.0)
+
+
+def session(user: str, minute: float, gib: float, minutes: int = 10) -> Session:
+    """A server at full size from its first minute."""
+    return Session(user, minute, int(minute) + 1, minutes, gib, 1.0, gib)
+
+
+def one_day(*sessions: Session) -> Trace:
+    return Trace(seed=0, peak_rate=0.0, users=0, minutes=MINUTES_PER_DAY, sessions=tuple(sessions))
+
+
+def test_trace_is_deterministic_per_seed():
+    a, b, c = make_trace(3, 0.3), make_trace(3, 0.3), make_trace(4, 0.3)
+    assert a.sessions == b.sessions
+    assert a.sessions != c.sessions
+    assert len(a.sessions) > 100
+    assert all(x.arrival <= y.arrival for x, y in zip(a.sessions, a.sessions[1:]))
+
+
+def test_footprints_are_heavy_tailed():
+    sizes = np.array([s.footprint for seed in range(3) for s in make_trace(seed, 1.0).sessions])
+    assert 0.4 < np.mean((sizes >= 0.5) & (sizes <= 2.0)) < 0.7  # about half between 0.5 and 2 GiB
+    assert 0.005 < np.mean(sizes >= 8.0) < 0.05  # a few 8 GiB or more
+
+
+def test_every_policy_same_results_for_the_same_seed():
+    config = StudyConfig(seeds=(5,), cluster=SMALL, headroom_sweep=(0.5,))
+    first, second = run_seed(config, 0.15, 5), run_seed(config, 0.15, 5)
+    assert [r.policy for r in first.runs] == [
+        "random",
+        "round-robin",
+        "multijhub",
+        "oracle (reference)",
+        "multijhub, sticky_headroom=0.5",
+    ]
+    for a, b in zip(first.runs, second.runs):
+        assert a.metrics == b.metrics
+        assert np.array_equal(a.used, b.used)
+
+
+class Counting:
+    name = "counting"
+
+    def __init__(self, inner: pol.Policy) -> None:
+        self.inner, self.calls = inner, []
+
+    def choose(self, user, minute, nodes):
+        index = self.inner.choose(user, minute, nodes)
+        self.calls.append((user, index))
+        return index
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_policies_are_called_once_per_server():
+    trace = make_trace(1, 0.1, WorkloadParams(days=1))
+    counting = Counting(pol.RoundRobinPolicy())
+    replay(trace, counting, SMALL)
+    assert len(counting.calls) == len(trace.sessions)
+    assert [i for _, i in counting.calls[:4]] == [0, 1, 0, 1]
+
+
+def test_oom_counter_counts_an_overloaded_node():
+    # round-robin: 20 GiB on hub1 (16 GiB, 1 GiB base) for 10 minutes, 2 GiB on hub2
+    trace = one_day(session("big", 100.0, 20.0), session("small", 100.5, 2.0))
+    m = replay(trace, pol.RoundRobinPolicy(), SMALL).metrics
+    assert (m.oom_moments, m.oom_minutes) == (10, 10)
+    assert m.peak_fullest == pytest.approx(21.0)
+    assert m.peak_ratio == pytest.approx(21.0 / ((21.0 + 3.0) / 2))
+
+
+def test_oom_counter_counts_node_minutes_and_minutes():
+    used = np.array([[17.0, 17.0, 1.0], [17.0, 1.0, 1.0]])
+    m = measure(used, 16.0, returning=4, kept=3)
+    assert (m.oom_moments, m.oom_minutes) == (3, 2)
+    assert m.kept_fraction == 0.75
+
+
+def test_no_oom_within_memory():
+    m = replay(one_day(session("a", 10.0, 14.0)), pol.RoundRobinPolicy(), SMALL).metrics
+    assert m.oom_moments == 0
+
+
+def test_multijhub_policy_is_the_cores_choose_node(monkeypatch):
+    assert placing.choose_node is core.choose_node  # the front door imports the core's function
+    calls = []
+
+    def spy(nodes, **kwargs):
+        calls.append((list(nodes), kwargs))
+        return core.choose_node(nodes, **kwargs)
+
+    monkeypatch.setattr(placing, "choose_node", spy)
+    trace = one_day(
+        session("alice", 10.0, 6.0),
+        session("bob", 10.5, 1.0),  # alice's placement is 30 s old: pending on her node
+        session("alice", 60.0, 6.0),  # returns after logging out
+    )
+    policy = pol.MultijhubPolicy(mem_per_server=2 * pol.GiB)
+    try:
+        run = replay(trace, policy, SMALL)
+    finally:
+        policy.close()
+    assert len(calls) == 3
+    assert all(kw["need"] == 2 * pol.GiB for _, kw in calls)
+    assert all(kw["sticky_headroom"] == pol.DEFAULTS.sticky_headroom for _, kw in calls)
+    assert [kw["previous"] for _, kw in calls] == [None, None, "hub1"]
+    assert {n.name: n.pending for n in calls[1][0]} == {"hub1": 2 * pol.GiB, "hub2": 0}
+    assert run.metrics.returning == run.metrics.kept == 1
+
+
+def test_multijhub_policy_uses_what_choose_node_answers(monkeypatch):
+    monkeypatch.setattr(placing, "choose_node", lambda nodes, **kw: "hub2")
+    policy = pol.MultijhubPolicy(mem_per_server=0)
+    try:
+        run = replay(one_day(session("a", 1.0, 3.0), session("b", 2.0, 3.0)), policy, SMALL)
+    finally:
+        policy.close()
+    assert run.used[0].max() == 1.0  # only the base on hub1
+    assert run.used[1].max() == pytest.approx(7.0)
+
+
+def test_calibration_reaches_the_target_load():
+    seeds = (11, 12, 13, 14)
+    rate = calibrate_peak_rate(2, 16.0, 1.0, 0.5, seeds=seeds, rounds=3)
+    loads = [working_day_load(make_trace(s, rate), 2, 16.0, 1.0) for s in seeds]
+    assert np.mean(loads) == pytest.approx(0.5, abs=0.03)
+
+
+def test_command_line_writes_table_json_and_plot(tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["--seeds", "2", "--nodes", "2", "--node-mem-gib", "16", "--headroom-sweep", "", "--jobs", "1"]
+    assert simulate.main([*argv, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| multijhub |" in printed
+    assert "measured working-day load" in printed
+    doc = json.loads((out / "placement.json").read_text())
+    assert set(doc["policies"]) == {"random", "round-robin", "multijhub", "oracle (reference)"}
+    assert len(doc["policies"]["multijhub"]["per_seed"]) == 2
+    assert "placement.png" in (out / "placement.md").read_text()
+    assert (out / "placement.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
