@@ -14,14 +14,15 @@ CACHE ?= $(CURDIR)/.cache
 export CONTAINERS_CONF ?= $(CURDIR)/molecule/host/containers.conf
 export MULTIJHUB_CLUSTER_DIR ?= $(CACHE)/cluster
 export MULTIJHUB_CACHE_DIR ?= $(CACHE)
-export PIP_CACHE_DIR ?= $(CACHE)/pip
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/collections
+# Under make, a test whose prerequisites are missing fails instead of skipping.
+export MULTIJHUB_REQUIRE_ALL_TESTS := 1
 export PATH := $(BIN):$(PATH)
 
 SCENARIO ?= default
 CLUSTER_NAMES := home1 hub1 hub2 frontdoor1 outsider
 
-.PHONY: help venv image lint unit docs docs-check molecule test demo status destroy clean-leftovers
+.PHONY: help venv image wheels lint unit docs docs-check molecule test demo status destroy clean-leftovers
 
 help:
 	@echo "make demo      bring up the test cluster and deploy multijhub on it"
@@ -39,13 +40,19 @@ venv: $(VENV)/.installed
 image:
 	molecule/host/prepare-host.sh
 
+IMAGE ?= $(or $(MULTIJHUB_IMAGE),localhost/multijhub-debian12:latest)
+
+wheels: venv image
+	molecule/host/wheelhouse.sh $(CACHE)/wheels \
+	  "$$(podman run --rm $(IMAGE) python3 -c 'import platform; print(platform.python_version())')"
+
 lint: venv
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint --profile production
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-unit: venv
+unit: venv image
 	$(BIN)/pytest tests/unit
 
 docs: venv
@@ -60,14 +67,14 @@ clean-leftovers:
 	-podman network rm -f multijhub >/dev/null 2>&1
 	rm -rf $(HOME)/.cache/molecule/$(notdir $(CURDIR))/$(SCENARIO) $(HOME)/.ansible/tmp/molecule.*.$(SCENARIO)
 	rm -rf $(MULTIJHUB_CLUSTER_DIR)
-	mkdir -p $(MULTIJHUB_CLUSTER_DIR)/home $(MULTIJHUB_CACHE_DIR)/pip
+	mkdir -p $(MULTIJHUB_CLUSTER_DIR)/home $(MULTIJHUB_CACHE_DIR)/wheels
 
-molecule: venv image clean-leftovers
+molecule: venv image wheels clean-leftovers
 	$(BIN)/molecule test -s $(SCENARIO)
 
 test: lint docs-check unit molecule
 
-demo: venv image clean-leftovers
+demo: venv image wheels clean-leftovers
 	$(BIN)/molecule converge -s $(SCENARIO)
 	@$(MAKE) --no-print-directory status
 

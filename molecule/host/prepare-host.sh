@@ -32,6 +32,10 @@ command -v runc >/dev/null || missing+=(runc)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v setfacl >/dev/null || missing+=(acl)
 [ -e /usr/lib/podman/netavark ] || [ -e /usr/libexec/podman/netavark ] || missing+=(netavark aardvark-dns)
+# For the tests that run on this machine: a real browser (Debian's, driven by Playwright) and a
+# real PostgreSQL server (the front door's shared assignment store).
+command -v chromium >/dev/null || missing+=(chromium)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if [ "${#missing[@]}" -gt 0 ]; then
   say "installing ${missing[*]}"
   apt-get update -qq

@@ -4,11 +4,14 @@ helper that runs playbooks against molecule's inventory."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 import testinfra
 
 REPO = Path(__file__).resolve().parents[3]
@@ -60,7 +63,9 @@ class Playbook:
     def __init__(self) -> None:
         inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
         if not inventory:
-            pytest.fail("MOLECULE_INVENTORY_FILE is not set: run the verify step through molecule (make test)")
+            pytest.fail(
+                "MOLECULE_INVENTORY_FILE is not set: run the verify step through molecule (make test)"
+            )
         self.inventory = inventory
 
     def run(self, playbook: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
@@ -123,8 +128,6 @@ def hub_token(host) -> str:
 
 
 def hub_user(host, user: str) -> dict:
-    import requests
-
     reply = requests.get(
         f"{hub_url(host)}/hub/api/users/{user}",
         headers={"Authorization": f"token {hub_token(host)}"},
@@ -136,10 +139,6 @@ def hub_user(host, user: str) -> dict:
 
 def login_and_spawn(host, user: str, timeout: float = 90):
     """Log in through the hub's login form (with its _xsrf) and wait until the user's server is ready."""
-    import time
-
-    import requests
-
     session = requests.Session()
     base = hub_url(host)
     session.get(f"{base}/hub/login", timeout=10).raise_for_status()
@@ -164,10 +163,6 @@ ADMIN_TOKEN = "molecule-tests-admin-token-5d41402abc4b2a76"  # test inventory on
 
 def stop_server(host, user: str, timeout: float = 60) -> None:
     """Stop the user's server through the hub's API (test-only admin service) and wait until it is gone."""
-    import time
-
-    import requests
-
     headers = {"Authorization": f"token {ADMIN_TOKEN}"}
     requests.delete(f"{hub_url(host)}/hub/api/users/{user}/server", headers=headers, timeout=30)
     deadline = time.monotonic() + timeout
@@ -186,3 +181,60 @@ def server_port(host, user: str) -> int:
         if f"pid={pid}," in line:
             return int(line.split()[3].rsplit(":", 1)[1])
     raise AssertionError(f"the server of {user} (pid {pid}) listens on no TCP port: {listening}")
+
+
+# --- The front door, over HTTP from the machine running the tests ---------------------------------------
+
+FRONTDOOR = f"http://127.0.0.1:{os.environ.get('MULTIJHUB_FRONTDOOR_PORT', '18080')}"
+PUBLIC_HUBS = {"http://127.0.0.2:8000": "hub1", "http://127.0.0.3:8000": "hub2"}  # test inventory
+
+
+class Landing:
+    """Where the front door sent a user: the hub, and the proof form (or redirect) that goes there."""
+
+    def __init__(self, response) -> None:
+        self.response = response
+        self.status = response.status_code
+        self.hub: str | None = None
+        self.action: str | None = None
+        self.proof: str | None = None
+        if self.status == 200 and 'id="handoff"' in response.text:
+            self.action = re.search(
+                r'<form id="handoff" method="post" action="([^"]+)"', response.text
+            ).group(1)
+            self.proof = re.search(r'name="proof" value="([^"]+)"', response.text).group(1)
+        elif self.status in (301, 302, 303):
+            self.action = response.headers["Location"]
+        if self.action:
+            self.hub = next(
+                (name for base, name in PUBLIC_HUBS.items() if self.action.startswith(base + "/")), None
+            )
+
+
+def frontdoor_login(user: str, password: str | None = None):
+    """Log in at the front door (CSRF token from the form) and follow to the resolution answer."""
+    session = requests.Session()
+    page = session.get(f"{FRONTDOOR}/login", timeout=10)
+    page.raise_for_status()
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text)
+    token = token or re.search(r'id="csrf_token" name="csrf_token" type="hidden" value="([^"]+)"', page.text)
+    assert token, page.text[:1000]
+    reply = session.post(
+        f"{FRONTDOOR}/login",
+        data={"username": user, "password": password or PASSWORDS[user], "csrf_token": token.group(1)},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert reply.status_code == 303, (reply.status_code, reply.text[:500])
+    answer = session.get(f"{FRONTDOOR}/", allow_redirects=False, timeout=30)
+    return session, Landing(answer)
+
+
+def follow_to_hub(landing: Landing, timeout: float = 90):
+    """Submit the proof to the hub (as the page's script does) and wait for the user's server."""
+    session = requests.Session()
+    if landing.proof:
+        reply = session.post(landing.action, data={"proof": landing.proof}, timeout=60)
+    else:
+        reply = session.get(landing.action, timeout=60)
+    return session, reply

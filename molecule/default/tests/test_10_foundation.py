@@ -54,7 +54,9 @@ def test_preflight_stops_on_a_uid_mismatch_and_changes_nothing(hub2, playbook, r
 
 
 def test_preflight_names_an_empty_inventory_group(playbook):
-    result = playbook.run("site.yml", "-e", '{"common_required_groups": ["home", "hubs", "frontdoor", "nosuchgroup"]}')
+    result = playbook.run(
+        "site.yml", "-e", '{"common_required_groups": ["home", "hubs", "frontdoor", "nosuchgroup"]}'
+    )
     assert result.returncode != 0
     assert "Inventory group 'nosuchgroup' is empty or missing" in result.stdout
     assert all(stats["changed"] == 0 for stats in recap(result.stdout).values())

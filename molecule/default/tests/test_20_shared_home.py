@@ -26,6 +26,7 @@ def svcprobe(frontdoor):
 
 # --- NFS over the real protocol (NFS-Ganesha on home1, libnfs clients) ---------------------------------
 
+
 @pytest.fixture(scope="module")
 def nfs_file(home):
     home.run_test("install -o juser1 -g juser1 -m 0600 /dev/null /home/juser1/nfs-probe.txt")
@@ -68,6 +69,7 @@ def test_ganesha_config_exports_to_cluster_hosts_only(home, hub1, hub2, frontdoo
 
 # --- ACLs: list, never read ---------------------------------------------------------------------------
 
+
 def test_service_group_lists_the_runtime_dir_but_nothing_else(frontdoor, svcprobe):
     assert as_user(frontdoor, svcprobe, f"ls {RUNTIME}").rc == 0
     assert as_user(frontdoor, svcprobe, "ls /home/juser1/.local/share/jupyter").rc != 0
@@ -82,8 +84,15 @@ def test_second_user_cannot_list_first_users_runtime_dir(hub1):
 
 def test_runtime_dir_is_private_with_the_group_grant(home):
     acl = home.run_test(f"getfacl -p {RUNTIME}").stdout
-    for entry in ("user::rwx", "group::---", "group:flask_users:r-x", "other::---",
-                  "default:group::---", "default:other::---", "default:group:flask_users:---"):
+    for entry in (
+        "user::rwx",
+        "group::---",
+        "group:flask_users:r-x",
+        "other::---",
+        "default:group::---",
+        "default:other::---",
+        "default:group:flask_users:---",
+    ):
         assert entry in acl.splitlines(), (entry, acl)
     assert home.file(RUNTIME).user == "juser1"
 
@@ -104,8 +113,10 @@ def hand_started_server(hub1):
             break
         time.sleep(1)
     else:
-        pytest.fail("the hand-started Jupyter server wrote no runtime file: "
-                    + hub1.run("cat /tmp/juser1-server.log").stdout[-2000:])
+        pytest.fail(
+            "the hand-started Jupyter server wrote no runtime file: "
+            + hub1.run("cat /tmp/juser1-server.log").stdout[-2000:]
+        )
     yield int(pid[0])
     hub1.run(f"kill {pid[0]}")
 
@@ -120,7 +131,9 @@ def test_real_server_writes_private_runtime_files(hub1, hand_started_server):
     assert html.mode & 0o077 == 0, oct(html.mode)
 
 
-def test_service_group_sees_the_name_but_cannot_read_the_token(frontdoor, hub2, svcprobe, hand_started_server):
+def test_service_group_sees_the_name_but_cannot_read_the_token(
+    frontdoor, hub2, svcprobe, hand_started_server
+):
     pid = hand_started_server
     listing = as_user(frontdoor, svcprobe, f"ls {RUNTIME}")
     assert f"jpserver-{pid}.json" in listing.stdout
@@ -137,6 +150,7 @@ def test_system_config_turns_off_the_open_html(hub1):
 
 
 # --- Check mode, repair, users added and removed ----------------------------------------------------
+
 
 def test_check_mode_reports_a_lost_grant_without_changing_it_and_a_run_repairs_it(home, playbook):
     runtime2 = "/home/juser2/.local/share/jupyter/runtime"
@@ -171,12 +185,17 @@ def test_a_user_added_later_gets_the_grants_and_loses_them_when_removed(home, pl
 
 # --- Bad input: a clear error, nothing changed ----------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("role", "extra", "message"),
     [
         ("runtime_acl", {"runtime_acl_users": ["juser1", "nosuchuser"]}, "unknown users: ['nosuchuser']"),
         ("runtime_acl", {"runtime_acl_home_root": "/etc/hostname"}, "is not a directory"),
-        ("nfs_server", {"nfs_server_client_groups": [], "nfs_server_extra_clients": []}, "the client list must not be empty"),
+        (
+            "nfs_server",
+            {"nfs_server_client_groups": [], "nfs_server_extra_clients": []},
+            "the client list must not be empty",
+        ),
         ("nfs_server", {"nfs_server_export_path": "/etc/hostname"}, "is not a directory"),
     ],
 )

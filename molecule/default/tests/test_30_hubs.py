@@ -55,11 +55,13 @@ def test_runtime_file_is_visible_from_the_other_hub_and_the_front_door(hub1, hub
 
 
 def test_server_runs_under_the_memory_limit(hub1, juser1_on_hub1):
-    shown = hub1.run_test("systemctl show -p MemoryMax --value jupyter-juser1-singleuser.service").stdout.strip()
+    shown = hub1.run_test(
+        "systemctl show -p MemoryMax --value jupyter-juser1-singleuser.service"
+    ).stdout.strip()
     assert shown == str(200 * 1024 * 1024)
 
 
-HOG = "python3 -c 'b = bytearray(300 * 1024 * 1024); b[::4096] = b\"x\" * len(b[::4096]); print(\"survived\")'"
+HOG = 'python3 -c \'b = bytearray(300 * 1024 * 1024); b[::4096] = b"x" * len(b[::4096]); print("survived")\''
 
 
 def test_a_process_over_the_limit_is_killed_and_the_rest_keeps_running(hub1, hub2, juser1_on_hub1):
@@ -67,9 +69,14 @@ def test_a_process_over_the_limit_is_killed_and_the_rest_keeps_running(hub1, hub
     try:
         # Control: the same allocation outside the user's unit survives.
         assert "survived" in hub1.run_test(f"runuser -u juser1 -- {HOG}").stdout
-        cgroup = hub1.run_test("systemctl show -p ControlGroup --value jupyter-juser1-singleuser.service").stdout.strip()
-        procs = next(p for p in (f"/sys/fs/cgroup/memory{cgroup}/cgroup.procs", f"/sys/fs/cgroup{cgroup}/cgroup.procs")
-                     if hub1.file(p).exists)
+        cgroup = hub1.run_test(
+            "systemctl show -p ControlGroup --value jupyter-juser1-singleuser.service"
+        ).stdout.strip()
+        procs = next(
+            p
+            for p in (f"/sys/fs/cgroup/memory{cgroup}/cgroup.procs", f"/sys/fs/cgroup{cgroup}/cgroup.procs")
+            if hub1.file(p).exists
+        )
         hog = hub1.run(f"sh -c 'echo $$ > {procs}; exec runuser -u juser1 -- {HOG}'")
         assert "survived" not in hog.stdout
         assert hog.rc != 0
@@ -94,7 +101,10 @@ def test_front_door_token_reads_but_cannot_start_or_stop(cluster, name):
 @pytest.mark.parametrize("name", ["hub1", "hub2"])
 def test_secrets_stay_on_local_disk_and_private(cluster, name):
     host = cluster[name]
-    for path in ("/var/lib/multijhub/jupyterhub/frontdoor.token", "/var/lib/multijhub/jupyterhub/jupyterhub_cookie_secret"):
+    for path in (
+        "/var/lib/multijhub/jupyterhub/frontdoor.token",
+        "/var/lib/multijhub/jupyterhub/jupyterhub_cookie_secret",
+    ):
         assert host.file(path).mode == 0o600
         assert not host.file(path).linked_to.startswith("/home")
     assert "/home" not in host.run_test("findmnt -n -o TARGET -T /var/lib/multijhub").stdout
@@ -113,6 +123,7 @@ def test_culler_stops_an_idle_server(hub2):
 
 
 # --- Firewall ----------------------------------------------------------------------------------------
+
 
 def test_firewall_opens_the_hub_port_and_nothing_unasked(hub1, frontdoor):
     hub1.run("systemd-run --unit=fwprobe python3 -m http.server 9999")
@@ -133,7 +144,9 @@ def test_ansible_ssh_connection_survives_applying_the_firewall(hub1, tmp_path, p
     key = tmp_path / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     hub1.run_test("install -d -m 0700 /root/.ssh")
-    hub1.run_test(f"echo {json.dumps(key.with_suffix('.pub').read_text().strip())} >> /root/.ssh/authorized_keys")
+    hub1.run_test(
+        f"echo {json.dumps(key.with_suffix('.pub').read_text().strip())} >> /root/.ssh/authorized_keys"
+    )
     hub1.run_test("nft delete table inet multijhub")
     inventory = tmp_path / "ssh.ini"
     inventory.write_text(
@@ -144,8 +157,13 @@ def test_ansible_ssh_connection_survives_applying_the_firewall(hub1, tmp_path, p
     )
     try:
         result = playbook.run(
-            "molecule/default/tests/playbooks/apply_role.yml", "-i", str(inventory),
-            "-e", "target=home:hubs:frontdoor", "-e", "role=firewall",
+            "molecule/default/tests/playbooks/apply_role.yml",
+            "-i",
+            str(inventory),
+            "-e",
+            "target=home:hubs:frontdoor",
+            "-e",
+            "role=firewall",
         )
     finally:
         hub1.run("sed -i '$d' /root/.ssh/authorized_keys")
@@ -155,6 +173,7 @@ def test_ansible_ssh_connection_survives_applying_the_firewall(hub1, tmp_path, p
 
 
 # --- Idempotence of the whole site and bad input --------------------------------------------------------
+
 
 def test_second_site_run_changes_and_restarts_nothing(hub1, playbook):
     before = hub1.run_test("systemctl show -p ExecMainStartTimestampMonotonic --value jupyterhub").stdout

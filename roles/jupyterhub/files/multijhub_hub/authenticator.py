@@ -14,6 +14,8 @@ a restart forgets them, which reopens a proof for at most its remaining lifetime
 
 from __future__ import annotations
 
+import os
+
 from jupyterhub.auth import Authenticator, PAMAuthenticator
 from jupyterhub.handlers import BaseHandler
 from jupyterhub.utils import maybe_future, url_path_join
@@ -45,6 +47,15 @@ _MESSAGES = {
 }
 
 
+def _file_signature(path: str) -> tuple[str, float, int]:
+    """(path, mtime, size) of a key file; mtime -1 when it does not exist."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return (path, -1.0, 0)
+    return (path, info.st_mtime, info.st_size)
+
+
 class FrontDoorMixin(Authenticator):
     """Adds the front door's proof login to an authenticator (put it first in the bases)."""
 
@@ -67,15 +78,24 @@ class FrontDoorMixin(Authenticator):
 
     _replay: ReplayCache | None = None
     _keys: list[bytes] | None = None
+    _keys_seen: tuple[tuple[str, float, int], ...] | None = None
 
     def proof_keys(self) -> list[bytes]:
-        """The verification keys, read once (a restart picks up a rotation)."""
-        if self._keys is None:
+        """The verification keys, read again whenever a key file appears, changes or goes.
+
+        A rotation written by the redirector role takes effect without restarting the hub;
+        files that do not exist (yet) are skipped, and with none at all proofs are refused.
+        """
+        seen = tuple(_file_signature(path) for path in self.proof_key_files)
+        if self._keys is None or seen != self._keys_seen:
+            present = [path for path, (_, mtime, _) in zip(self.proof_key_files, seen) if mtime >= 0]
             try:
-                self._keys = load_keys(self.proof_key_files)
+                self._keys = load_keys(present)
             except ProofKeyError as exc:
+                self._keys = None
                 self.log.error("multijhub: %s", exc)
                 raise ProofError(ProofError.UNAVAILABLE, "no usable proof key") from None
+            self._keys_seen = seen
         return self._keys
 
     def verify_login_proof(self, token: object, now: float | None = None) -> Claims:
