@@ -22,7 +22,7 @@ export PATH := $(BIN):$(PATH)
 SCENARIO ?= default
 CLUSTER_NAMES := home1 hub1 hub2 frontdoor1 outsider
 
-.PHONY: help venv image wheels lint unit docs docs-check molecule test demo status destroy clean-leftovers
+.PHONY: help venv image wheels ssh-key lint unit docs docs-check molecule test demo status destroy clean-leftovers
 
 help:
 	@echo "make demo      bring up the test cluster and deploy multijhub on it"
@@ -62,6 +62,11 @@ docs-check: venv
 	$(PY) tests/docs/render_role_docs.py --check README.md
 
 # Remove what an earlier, interrupted run left behind under the cluster's own names.
+# The key Ansible uses to reach the test cluster over ssh.
+ssh-key:
+	@mkdir -p $(CACHE)/ssh
+	@test -f $(CACHE)/ssh/id_ed25519 || ssh-keygen -q -t ed25519 -N '' -C multijhub-tests -f $(CACHE)/ssh/id_ed25519
+
 clean-leftovers:
 	-podman rm -f -t 0 $(CLUSTER_NAMES) >/dev/null 2>&1
 	-podman network rm -f multijhub >/dev/null 2>&1
@@ -69,12 +74,12 @@ clean-leftovers:
 	rm -rf $(MULTIJHUB_CLUSTER_DIR)
 	mkdir -p $(MULTIJHUB_CLUSTER_DIR)/home $(MULTIJHUB_CACHE_DIR)/wheels
 
-molecule: venv image wheels clean-leftovers
+molecule: venv image wheels ssh-key clean-leftovers
 	$(BIN)/molecule test -s $(SCENARIO)
 
 test: lint docs-check unit molecule
 
-demo: venv image wheels clean-leftovers
+demo: venv image wheels ssh-key clean-leftovers
 	$(BIN)/molecule converge -s $(SCENARIO)
 	@$(MAKE) --no-print-directory status
 

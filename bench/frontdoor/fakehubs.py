@@ -34,7 +34,7 @@ class HubHandler(BaseHTTPRequestHandler):
     node = ""
     servers: dict[str, dict[str, Any]] = {}  # noqa: RUF012 - set per subclass
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def _send(self, code: int, doc: object) -> None:

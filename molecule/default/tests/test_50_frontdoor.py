@@ -53,10 +53,14 @@ def juser1_landing(cluster):
 
 
 def test_login_once_lands_in_jupyterlab_without_a_second_password(juser1_landing):
-    landing, _, reply = juser1_landing
+    landing, session, reply = juser1_landing
     assert landing.proof, "the front door must hand over with a login proof, not a plain redirect"
-    assert "/user/juser1/" in reply.url
     assert "/hub/login" not in reply.url
+    origin = landing.action.split("/hub/", 1)[0]
+    lab = session.get(f"{origin}/user/juser1/lab", timeout=60)
+    assert lab.status_code == 200
+    assert lab.url.startswith(f"{origin}/user/juser1/lab"), lab.url
+    assert "JupyterLab" in lab.text
 
 
 def test_a_new_login_resolves_to_the_same_node(juser1_landing):

@@ -1,0 +1,43 @@
+"""gunicorn entry for the benchmark: ``gunicorn --chdir bench/frontdoor bench_wsgi:app``.
+
+The front door's own ``create_app`` and ``build_resolver`` on the configuration named by
+$MULTIJHUB_FRONTDOOR_CONFIG, with two bench parts injected: an authenticator that accepts
+one bench user (instead of PAM) and the probe's ssh reading the emulated nodes'
+ssh_config (``-F``). Environment: MJB_CORE_DIR, MJB_SSH_CONFIG, MJB_USER, MJB_PASSWORD_FILE.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from pathlib import Path
+
+from fdenv import add_paths, ssh_config_runner
+
+add_paths(os.environ["MJB_CORE_DIR"])
+
+from multijhub_frontdoor.app import build_resolver, create_app  # noqa: E402
+from multijhub_frontdoor.config import load_config  # noqa: E402
+
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+class BenchAuthenticator:
+    """Accepts the one bench user with the bench password, nobody else."""
+
+    def __init__(self, user: str, password: str) -> None:
+        self.user = user
+        self.password = password
+
+    def authenticate(self, username: str, password: str) -> bool:
+        return username == self.user and hmac.compare_digest(password, self.password)
+
+
+config = load_config()
+resolver = build_resolver(config)
+resolver.probe.runner = ssh_config_runner(os.environ["MJB_SSH_CONFIG"])
+authenticator = BenchAuthenticator(
+    os.environ["MJB_USER"], Path(os.environ["MJB_PASSWORD_FILE"]).read_text().strip()
+)
+app = create_app(config, authenticator=authenticator, resolver=resolver)
