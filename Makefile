@@ -73,6 +73,7 @@ clean-leftovers:
 	rm -rf $(HOME)/.cache/molecule/$(notdir $(CURDIR))/$(SCENARIO) $(HOME)/.ansible/tmp/molecule.*.$(SCENARIO)
 	rm -rf $(MULTIJHUB_CLUSTER_DIR)
 	mkdir -p $(MULTIJHUB_CLUSTER_DIR)/home $(MULTIJHUB_CACHE_DIR)/wheels
+	podman network create --subnet 10.89.77.0/24 multijhub >/dev/null
 
 molecule: venv image wheels ssh-key clean-leftovers
 	$(BIN)/molecule test -s $(SCENARIO)

@@ -25,7 +25,7 @@ def choose_node(
     *,
     previous: str | None = None,
     need: int = 0,
-    sticky_headroom: float = 0.1,
+    sticky_headroom: float = 0.2,
 ) -> str | None:
     """The node for a new server, or None when no node is healthy and not drained.
 

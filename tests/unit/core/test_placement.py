@@ -28,9 +28,11 @@ def test_unhealthy_and_drained_are_skipped() -> None:
 
 
 def test_sticky_when_room() -> None:
-    nodes = [n("hub1", 3), n("hub2", 9)]
-    assert choose_node(nodes, previous="hub1") == "hub1"  # 3 >= 0.1 * 16
-    assert choose_node(nodes, previous="hub1", need=2 * GIB) == "hub2"  # 3 < 2 + 1.6
+    nodes = [n("hub1", 4), n("hub2", 9)]
+    assert choose_node(nodes, previous="hub1") == "hub1"  # 4 >= 0.2 * 16 (the default headroom)
+    assert choose_node(nodes, previous="hub1", need=2 * GIB) == "hub2"  # 4 < 2 + 3.2
+    assert choose_node([n("hub1", 3), n("hub2", 9)], previous="hub1") == "hub2"  # 3 < 3.2
+    assert choose_node([n("hub1", 3), n("hub2", 9)], previous="hub1", sticky_headroom=0.1) == "hub1"
 
 
 def test_sticky_lost_when_drained_or_unknown() -> None:

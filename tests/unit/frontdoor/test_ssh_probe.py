@@ -24,18 +24,30 @@ def test_argv_pins_host_keys_and_shares_connections():
     argv = SshProbe(SSH).argv("hub1", "juser1")
     assert argv[0] == "ssh"
     assert argv[-3:] == ["--", "hub1", "juser1"]
+    probe = SshProbe(SSH)
+    path = probe.control_path("hub1")
+    assert path.startswith("/run/multijhub-frontdoor/ssh/") and path != probe.control_path("hub2")
     opts = [argv[i + 1] for i, a in enumerate(argv) if a == "-o"]
+    # The probe never becomes a master itself (a request's deadline would kill it).
     for expected in (
         "BatchMode=yes",
-        "ControlMaster=auto",
-        "ControlPersist=10m",
-        "ControlPath=/run/multijhub-frontdoor/ssh/%C",
+        "ControlMaster=no",
+        f"ControlPath={path}",
         "UserKnownHostsFile=/etc/multijhub-frontdoor/known_hosts",
         "StrictHostKeyChecking=yes",
     ):
         assert expected in opts
+    assert not any(o.startswith("ControlPersist") for o in opts)
     assert argv[argv.index("-i") + 1] == "/etc/multijhub-frontdoor/probe_key"
     assert argv[argv.index("-l") + 1] == "multijhub-probe"
+    master = probe.master_argv("hub1")
+    assert master[:2] == ["ssh", "-N"] and master[-2:] == ["--", "hub1"]
+    master_opts = [master[i + 1] for i, a in enumerate(master) if a == "-o"]
+    assert "ControlMaster=auto" in master_opts and "ControlPersist=10m" in master_opts
+    assert master_opts == [o for o in opts if o != "ControlMaster=no"][:1] + [
+        "ControlMaster=auto",
+        "ControlPersist=10m",
+    ] + [o for o in opts if o not in ("BatchMode=yes", "ControlMaster=no")]
 
 
 def test_report_is_parsed():

@@ -116,6 +116,7 @@ def create_app(
         group_check=group_check or in_group,
         proof_keys=load_proof_keys(config),
     )
+    app.extensions["multijhub"].resolver.warm_up()  # in the background, per process
     app.register_blueprint(make_blueprint(limiter, config.login_rate_limit))
     app.register_blueprint(make_admin_blueprint())
     _register_errors(app)

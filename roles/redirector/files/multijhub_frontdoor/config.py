@@ -69,7 +69,7 @@ class LimitsConfig:
 
     mem_per_server: int = 0  # bytes
     pending_seconds: float = 120.0
-    sticky_headroom: float = 0.1
+    sticky_headroom: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -225,7 +225,8 @@ def _parse_ssh(raw: object) -> SshConfig:
     if timeout < 1:
         raise ConfigError(f"{where}connect_timeout: must be at least 1")
     control_dir = _abs_path(raw, "control_dir", where)
-    # sun_path is 108 bytes; %C expands to 40 hex characters.
+    # The socket is control_dir/<24 hex> (probe.SshProbe.control_path) and ssh binds it
+    # first as <that>.<16 characters>: 60 + 25 + 17 = 102 < sun_path (104 BSD, 108 Linux).
     if len(control_dir) > 60:
         raise ConfigError(f"{where}control_dir: too long for a unix socket path")
     return SshConfig(
@@ -257,7 +258,7 @@ def _parse_limits(raw: object) -> LimitsConfig:
     pending = _num(raw, "pending_seconds", where, 120.0)
     if pending < 0:
         raise ConfigError(f"{where}pending_seconds: must not be negative")
-    headroom = _num(raw, "sticky_headroom", where, 0.1)
+    headroom = _num(raw, "sticky_headroom", where, 0.2)
     if not 0 <= headroom <= 1:
         raise ConfigError(f"{where}sticky_headroom: must be between 0 and 1")
     return LimitsConfig(mem_per_server=mem, pending_seconds=pending, sticky_headroom=headroom)

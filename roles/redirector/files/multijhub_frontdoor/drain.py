@@ -19,7 +19,9 @@ from .store import open_store
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m multijhub_frontdoor.drain", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m multijhub_frontdoor.drain", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("node", nargs="?", help="a node name of the configuration")
     parser.add_argument("--undrain", action="store_true", help="take new servers again")
     parser.add_argument("--list", action="store_true", help="only list the drained nodes")

@@ -94,6 +94,10 @@ class Resolver:
             thread_name_prefix="multijhub-query",
         )
 
+    def warm_up(self) -> None:
+        """Start setting up every node's shared ssh connection; does not wait."""
+        self.probe.warm_up(node.ssh_host for node in self.nodes)
+
     def resolve(self, username: str) -> Resolution:
         """Where ``username``'s server runs; ``username`` must be validated."""
         start = time.monotonic()
