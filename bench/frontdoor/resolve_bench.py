@@ -103,6 +103,21 @@ def pids_matching(fragment: str) -> list[int]:
     ]
 
 
+def master_pids(prefix: str) -> list[int]:
+    """ssh control masters whose ControlPath starts with ``prefix``.
+
+    A master that forked off a command's ssh is titled ``ssh: <path> [mux]``; the probe's
+    own background masters (``ssh -N``) keep their command line.
+    """
+    me = os.getpid()
+    found = []
+    for pid in (int(e) for e in os.listdir("/proc") if e.isdigit()):
+        cmd = _cmdline(pid)
+        if pid != me and (f"ssh: {prefix}" in cmd or (" -N " in cmd and f"ControlPath={prefix}" in cmd)):
+            found.append(pid)
+    return found
+
+
 def _status_kib(pid: int, key: str) -> int:
     path = f"/proc/{pid}/smaps_rollup" if key == "Pss" else f"/proc/{pid}/status"
     try:
@@ -297,7 +312,7 @@ class Bench:
         t = os.times()
         own = t.user + t.system + t.children_user + t.children_system
         table = _proc_table()
-        masters = [p for p in pids_matching(f"ssh: {self.workdir}/")]
+        masters = [p for p in master_pids(f"{self.workdir}/")]
         front = own + sum(table[p][1] for p in masters if p in table)
         if getattr(self, "gunicorn_pid", None):
             front += sum(table[p][1] for p in _tree([self.gunicorn_pid], table))
@@ -366,7 +381,7 @@ class Bench:
         return opened
 
     def masters(self, control: str) -> int:
-        return len(pids_matching(f"ssh: {self.workdir}/{control}/"))
+        return len(master_pids(f"{self.workdir}/{control}/"))
 
     @staticmethod
     def answer_of(resolver: Any, user: str) -> str:  # noqa: ANN401 - the front door's Resolver
@@ -460,7 +475,7 @@ class Bench:
                 proc.kill()
                 proc.wait(5)
             log.close()
-            for pid in pids_matching(f"ssh: {self.workdir}/cm-gu-{key}/"):
+            for pid in master_pids(f"{self.workdir}/cm-gu-{key}/"):
                 with suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
 
@@ -544,7 +559,7 @@ class Bench:
         n = len(samples)
         table = _proc_table()
         service = sorted(_tree([proc.pid], table))
-        masters = pids_matching(f"ssh: {self.workdir}/cm-gu-")
+        masters = master_pids(f"{self.workdir}/cm-gu-")
         result = {
             "label": label,
             "nodes": len(nodes),
