@@ -22,7 +22,7 @@ export PATH := $(BIN):$(PATH)
 SCENARIO ?= default
 CLUSTER_NAMES := home1 hub1 hub2 frontdoor1 outsider
 
-.PHONY: help venv image wheels ssh-key lint unit docs docs-check molecule test demo status destroy clean-leftovers
+.PHONY: help venv image wheels ssh-key sanity lint unit docs docs-check molecule test demo status destroy clean-leftovers
 
 help:
 	@echo "make demo      bring up the test cluster and deploy multijhub on it"
@@ -55,6 +55,10 @@ lint: venv
 unit: venv image
 	$(BIN)/pytest tests/unit
 
+# ansible-test sanity on the plugins (offline, no containers: see tests/sanity.sh).
+sanity: venv
+	tests/sanity.sh
+
 docs: venv
 	$(PY) tests/docs/render_role_docs.py --write README.md
 
@@ -78,7 +82,7 @@ clean-leftovers:
 molecule: venv image wheels ssh-key clean-leftovers
 	$(BIN)/molecule test -s $(SCENARIO)
 
-test: lint docs-check unit molecule
+test: lint sanity docs-check unit molecule
 
 demo: venv image wheels ssh-key clean-leftovers
 	$(BIN)/molecule converge -s $(SCENARIO)
