@@ -22,7 +22,7 @@ export PATH := $(BIN):$(PATH)
 SCENARIO ?= default
 CLUSTER_NAMES := home1 hub1 hub2 frontdoor1 outsider
 
-.PHONY: help venv image wheels ssh-key sanity lint unit docs docs-check molecule test demo status destroy clean-leftovers
+.PHONY: help venv image wheels ssh-key sanity bench-placement bench-frontdoor bench-deploy lint unit docs docs-check molecule test demo status destroy clean-leftovers
 
 help:
 	@echo "make demo      bring up the test cluster and deploy multijhub on it"
@@ -99,3 +99,18 @@ destroy: venv
 # Single molecule steps on a running cluster, e.g. make molecule-verify / molecule-idempotence.
 molecule-%: venv
 	$(BIN)/molecule $* -s $(SCENARIO)
+
+# Benchmarks: numbers printed against a baseline of the same run (never asserted in tests).
+bench-placement: venv
+	$(PY) bench/placement/simulate.py --seeds 11 --nodes 4 --node-mem-gib 64 --out bench/results/placement
+
+bench-frontdoor: venv
+	$(PY) bench/frontdoor/resolve_bench.py
+
+# On a freshly created test cluster: first site.yml, a second run (no change), where.yml, each
+# against `ansible all -m ping` measured in the same run.
+bench-deploy: venv image wheels ssh-key clean-leftovers
+	$(BIN)/molecule create -s $(SCENARIO)
+	$(BIN)/molecule prepare -s $(SCENARIO)
+	$(PY) bench/deploy/deploy_bench.py --first \
+	  --inventory $$(ls -d $(HOME)/.ansible/tmp/molecule.*.$(SCENARIO)/inventory/ansible_inventory.yml | head -n1)

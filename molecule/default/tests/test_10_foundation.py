@@ -46,7 +46,7 @@ def test_preflight_stops_on_a_uid_mismatch_and_changes_nothing(hub2, playbook, r
     hub2.run_test("usermod -u 2902 juser2")
     result = playbook.run("site.yml")
     assert result.returncode != 0
-    out = result.stdout + result.stderr
+    out = result.stdout
     assert "Preflight failed, nothing was changed" in out
     assert "user juser2 has different UID:GID across hosts" in out
     assert "hub2=2902:2002" in out

@@ -34,8 +34,8 @@ def juser1_on_hub2(hub2):
             break
         time.sleep(1)
     yield pid
-    if hub2.service("jupyter-juser1-singleuser").is_running:
-        stop_server(hub2, "juser1")
+    # Through the hub even after a SIGKILL: the hub must learn that the server is gone.
+    stop_server(hub2, "juser1")
 
 
 def test_where_finds_the_server_on_hub2(playbook, juser1_on_hub2, tmp_path):
