@@ -15,7 +15,7 @@ def undrain_hub2(playbook):
 def test_drain_playbook_marks_the_node_lists_its_users_and_is_idempotent(playbook, undrain_hub2):
     drained = playbook.run("drain.yml", "-e", "node=hub2")
     assert drained.returncode == 0, drained.stdout[-3000:]
-    assert "drained nodes now ['hub2']" in drained.stdout
+    assert 'drained nodes now ["hub2"]' in drained.stdout
     assert recap(drained.stdout)["frontdoor1"]["changed"] == 1
     again = playbook.run("drain.yml", "-e", "node=hub2")
     assert recap(again.stdout)["frontdoor1"]["changed"] == 0, again.stdout[-2000:]
