@@ -22,7 +22,7 @@ export PATH := $(BIN):$(PATH)
 SCENARIO ?= default
 CLUSTER_NAMES := home1 hub1 hub2 frontdoor1 outsider
 
-.PHONY: help venv image wheels ssh-key sanity bench-placement bench-frontdoor bench-deploy lint unit docs docs-check molecule test demo status destroy clean-leftovers
+.PHONY: help venv image wheels ssh-key network sanity bench-placement bench-frontdoor bench-deploy lint unit docs docs-check molecule test demo status destroy clean-leftovers
 
 help:
 	@echo "make demo      bring up the test cluster and deploy multijhub on it"
@@ -77,14 +77,17 @@ clean-leftovers:
 	rm -rf $(HOME)/.cache/molecule/$(notdir $(CURDIR))/$(SCENARIO) $(HOME)/.ansible/tmp/molecule.*.$(SCENARIO)
 	rm -rf $(MULTIJHUB_CLUSTER_DIR)
 	mkdir -p $(MULTIJHUB_CLUSTER_DIR)/home $(MULTIJHUB_CACHE_DIR)/wheels
+
+# The cluster's network, with the fixed subnet the test inventory's addresses live in.
+network: clean-leftovers
 	podman network create --subnet 10.89.77.0/24 multijhub >/dev/null
 
-molecule: venv image wheels ssh-key clean-leftovers
+molecule: venv image wheels ssh-key network
 	$(BIN)/molecule test -s $(SCENARIO)
 
 test: lint sanity docs-check unit molecule
 
-demo: venv image wheels ssh-key clean-leftovers
+demo: venv image wheels ssh-key network
 	$(BIN)/molecule converge -s $(SCENARIO)
 	@$(MAKE) --no-print-directory status
 
@@ -109,7 +112,7 @@ bench-frontdoor: venv
 
 # On a freshly created test cluster: first site.yml, a second run (no change), where.yml, each
 # against `ansible all -m ping` measured in the same run.
-bench-deploy: venv image wheels ssh-key clean-leftovers
+bench-deploy: venv image wheels ssh-key network
 	$(BIN)/molecule create -s $(SCENARIO)
 	$(BIN)/molecule prepare -s $(SCENARIO)
 	$(PY) bench/deploy/deploy_bench.py --first \
