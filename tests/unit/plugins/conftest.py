@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "tests" / "unit" / "core"))
 
 from ansible.plugins.loader import init_plugin_loader  # noqa: E402
+from module_harness import patch_exit  # noqa: E402
 from multijhub_servers import Server, shared_tmpdir, start_server, stop  # noqa: E402
 
 init_plugin_loader([str(ROOT / "collections")])
@@ -47,3 +48,8 @@ def shared_dir() -> Iterator[Path]:
     path = shared_tmpdir()
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _module_exits_raise(monkeypatch: pytest.MonkeyPatch) -> None:
+    patch_exit(monkeypatch)

@@ -10,33 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.multijhub.cluster.plugins.modules import jupyter_servers
+from module_harness import AnsibleExitJson, AnsibleFailJson
 from multijhub_servers import Server, shared_tmpdir, start_server, stop
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-class AnsibleExitJson(Exception):
-    pass
-
-
-class AnsibleFailJson(Exception):
-    pass
-
-
-@pytest.fixture(autouse=True)
-def patch_exit(monkeypatch: pytest.MonkeyPatch) -> None:
-    def exit_json(_self: basic.AnsibleModule, **kwargs: Any) -> None:
-        kwargs.setdefault("changed", False)
-        raise AnsibleExitJson(kwargs)
-
-    def fail_json(_self: basic.AnsibleModule, msg: str, **kwargs: Any) -> None:
-        raise AnsibleFailJson({"msg": msg, "failed": True, **kwargs})
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
 
 
 def run(args: dict[str, Any], *, check: bool = False, diff: bool = False) -> dict[str, Any]:

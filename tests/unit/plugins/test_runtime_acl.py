@@ -18,6 +18,7 @@ import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.multijhub.cluster.plugins.modules import runtime_acl
+from module_harness import AnsibleExitJson, AnsibleFailJson
 
 ROOT = Path(__file__).resolve().parents[3]
 USERS = [f"mjhacl{n}" for n in range(1, 5)]
@@ -26,14 +27,6 @@ SUBDIR = ".local/share/jupyter/runtime"
 PARENTS = ["", ".local", ".local/share", ".local/share/jupyter"]
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: real users, chown and ACLs")
-
-
-class AnsibleExitJson(Exception):
-    pass
-
-
-class AnsibleFailJson(Exception):
-    pass
 
 
 @dataclass
@@ -137,19 +130,6 @@ def warnings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     monkeypatch.setattr(basic.AnsibleModule, "warn", lambda _self, warning, **_kw: seen.append(warning))
     return seen
-
-
-@pytest.fixture(autouse=True)
-def patch_exit(monkeypatch: pytest.MonkeyPatch) -> None:
-    def exit_json(_self: basic.AnsibleModule, **kwargs: Any) -> None:
-        kwargs.setdefault("changed", False)
-        raise AnsibleExitJson(kwargs)
-
-    def fail_json(_self: basic.AnsibleModule, msg: str, **kwargs: Any) -> None:
-        raise AnsibleFailJson({"msg": msg, "failed": True, **kwargs})
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
 
 
 def run(args: dict[str, Any], *, check: bool = False, diff: bool = False) -> dict[str, Any]:
