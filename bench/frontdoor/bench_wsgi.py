@@ -2,8 +2,8 @@
 
 The front door's own ``create_app`` and ``build_resolver`` on the configuration named by
 $MULTIJHUB_FRONTDOOR_CONFIG, with two bench parts injected: an authenticator that accepts
-one bench user (instead of PAM) and the probe's ssh reading the emulated nodes'
-ssh_config (``-F``). Environment: MJB_CORE_DIR, MJB_SSH_CONFIG, MJB_USER, MJB_PASSWORD_FILE.
+one bench user (instead of PAM); the probe's ssh (``ssh.binary`` in the configuration)
+reads the emulated nodes' ssh_config. Environment: MJB_CORE_DIR, MJB_USER, MJB_PASSWORD_FILE.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 import os
 from pathlib import Path
 
-from fdenv import add_paths, ssh_config_runner
+from fdenv import add_paths
 
 add_paths(os.environ["MJB_CORE_DIR"])
 
@@ -36,7 +36,6 @@ class BenchAuthenticator:
 
 config = load_config()
 resolver = build_resolver(config)
-resolver.probe.runner = ssh_config_runner(os.environ["MJB_SSH_CONFIG"])
 authenticator = BenchAuthenticator(
     os.environ["MJB_USER"], Path(os.environ["MJB_PASSWORD_FILE"]).read_text().strip()
 )

@@ -2,11 +2,11 @@
 
 - ``Sshd``: one extra OpenSSH server on 127.0.0.1:<free port>, its own config, host key
   and ``authorized_keys`` in a temporary directory, run as an unprivileged account (the
-  front door's probe account in production is unprivileged too). Three client keys:
-  ``probe`` (forced command: the core's probe, as the redirector role installs it),
-  ``canned`` (forced command: ``cat`` of a report the real probe wrote at setup; isolates
-  the front door's own cost from the per-node Python start) and ``poc`` (``restrict``
-  only: runs the proof of concept's ``ps -p PID | grep jupyterhub``).
+  front door's probe account in production is unprivileged too). Two client keys:
+  ``probe`` (forced command: the core's probe, as the redirector role installs it) and
+  ``poc`` (``restrict`` only: runs the proof of concept's ``ps -p PID | grep jupyterhub``).
+- ``write_ssh_wrapper``: the front door's ``ssh.binary``: ssh with ``-F`` that config, so
+  the bench never touches ~/.ssh/config.
 - ``write_ssh_config``: one ``Host`` alias per node. All aliases reach the same sshd; ssh's
   ``%C`` control path hashes the HostName and port (both 127.0.0.1 and the same port
   here), so the front door's aliases connect through ``fdpass.py`` to get one shared
@@ -102,7 +102,7 @@ class Sshd:
     def key(self, kind: str) -> Path:
         return self.workdir / f"{kind}_key"
 
-    def setup(self, users: Sequence[str]) -> None:
+    def setup(self) -> None:
         d = self.workdir
         d.chmod(0o755)  # the account must reach its files and the core
         uid, gid = self.account.pw_uid, self.account.pw_gid
@@ -110,10 +110,8 @@ class Sshd:
         os.chown(d / "host_key", uid, gid)  # sshd (as the account) must read it
         self.known_hosts.write_text(f"{HOST_KEY_ALIAS} {host_pub}\n")
         probe = f"env PYTHONPATH={self.core_dir} {PROBE_PYTHON} -m multijhub_core.probe --node emulated"
-        canned = self._write_canned(users, probe)
         lines = [
             f'restrict,command="{probe}" {keygen(self.key("probe"), "bench-probe")}',
-            f'restrict,command="{canned}" {keygen(self.key("canned"), "bench-canned")}',
             f"restrict {keygen(self.key('poc'), 'bench-poc')}",
         ]
         (d / "authorized_keys").write_text("\n".join(lines) + "\n")
@@ -149,35 +147,6 @@ class Sshd:
             + "\n"
         )
 
-    def _write_canned(self, users: Sequence[str], probe: str) -> str:
-        """Reports written once by the real probe, served by ``cat`` (front door cost only)."""
-        cases = []
-        for user in users:
-            out = subprocess.run(
-                ["sh", "-c", f"{probe} {user}"],
-                user=self.account.pw_uid,
-                group=self.account.pw_gid,
-                extra_groups=[],
-                capture_output=True,
-                check=True,
-                cwd="/",
-            ).stdout
-            report = self.workdir / f"canned-{user}.json"
-            report.write_bytes(out)
-            json.loads(out)  # the real probe answered
-            cases.append(f'  {user}) exec cat "{report}" ;;')
-        script = self.workdir / "canned.sh"
-        script.write_text(
-            "#!/bin/sh\n"
-            'case "$SSH_ORIGINAL_COMMAND" in\n'
-            + "\n".join(cases)
-            + "\n"
-            + """  *) echo '{"error": "no canned report", "kind": "usage"}'; exit 2 ;;\n"""
-            + "esac\n"
-        )
-        script.chmod(0o755)
-        return str(script)
-
     def start(self) -> None:
         env = {"PATH": "/usr/bin:/bin", **self.env}
         self.proc = subprocess.Popen(
@@ -210,6 +179,13 @@ class Sshd:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+def write_ssh_wrapper(path: Path, ssh_config: Path) -> str:
+    """An ``ssh`` that reads ``ssh_config`` (the emulated nodes' aliases) instead of ~/.ssh/config."""
+    path.write_text(f'#!/bin/sh\nexec ssh -F "{ssh_config}" "$@"\n')
+    path.chmod(0o755)
+    return str(path)
 
 
 def write_ssh_config(path: Path, nodes: Sequence[str], ports: dict[str, int], *, fdpass: bool) -> None:

@@ -52,6 +52,8 @@ FOUND_NODE = "n01"  # the found user's server runs on this node's hub
 BLACKHOLE = "bh00"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TARGET_P50 = 0.050
+# The front door's probe: persistent sessions (its default, 2 per hub) against one ssh per request.
+METHODS = ((2, "multijhub"), (0, "multijhub, one ssh per request"))
 
 
 # --------------------------------------------------------------------------- processes
@@ -116,6 +118,14 @@ def master_pids(prefix: str) -> list[int]:
         if pid != me and (f"ssh: {prefix}" in cmd or (" -N " in cmd and f"ControlPath={prefix}" in cmd)):
             found.append(pid)
     return found
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
 
 
 def _status_kib(pid: int, key: str) -> int:
@@ -211,7 +221,7 @@ class Bench:
     def start(self) -> None:
         binary, env = emulate.find_sshd(self.workdir, self.args.sshd)
         self.sshd = emulate.Sshd(self.workdir, self.account, self.core_dir, binary, env)
-        self.sshd.setup([self.found_user, NONE_USER])
+        self.sshd.setup()
         self.sshd.start()
         self.stack.callback(self.sshd.stop)
         self.stack.callback(self._stop_sshd_children)
@@ -231,6 +241,7 @@ class Bench:
         self.poc_config = self.workdir / "poc_ssh_config"
         emulate.write_ssh_config(self.ssh_config, [*self.names, BLACKHOLE], ports, fdpass=True)
         emulate.write_ssh_config(self.poc_config, [*self.names, BLACKHOLE], ports, fdpass=False)
+        self.ssh_binary = emulate.write_ssh_wrapper(self.workdir / "ssh", self.ssh_config)
         # The PoC's evidence: a stale PID (no such process) and a live "jupyterhub-singleuser".
         self.stale_pid = self._dead_pid()
         fake = self.workdir / "jupyterhub-singleuser"
@@ -272,7 +283,7 @@ class Bench:
         port = self.hubs.silent[node]["http"] if node == BLACKHOLE else self.hubs.hubs[node]
         return f"http://127.0.0.1:{port}"
 
-    def write_toml(self, name: str, nodes: Sequence[str], *, key: str, control: str) -> str:
+    def write_toml(self, name: str, nodes: Sequence[str], *, channels: int, control: str) -> str:
         control_dir = self.workdir / control
         control_dir.mkdir(mode=0o700, exist_ok=True)
         lines = [
@@ -282,11 +293,13 @@ class Bench:
             f'proof_key_files = ["{self.proof_key}"]',
             "[ssh]",
             f'user = "{self.account.pw_name}"',
-            f'key_file = "{self.sshd.key(key)}"',
+            f'key_file = "{self.sshd.key("probe")}"',
             f'known_hosts_file = "{self.sshd.known_hosts}"',
             f'control_dir = "{control_dir}"',
             'control_persist = "10m"',
             "connect_timeout = 2",
+            f'binary = "{self.ssh_binary}"',
+            f"channels = {channels}",
         ]
         for node in nodes:
             lines += [
@@ -312,11 +325,13 @@ class Bench:
         t = os.times()
         own = t.user + t.system + t.children_user + t.children_system
         table = _proc_table()
-        masters = [p for p in master_pids(f"{self.workdir}/")]
-        front = own + sum(table[p][1] for p in masters if p in table)
-        if getattr(self, "gunicorn_pid", None):
-            front += sum(table[p][1] for p in _tree([self.gunicorn_pid], table))
-        nodes = sum(table[p][1] for p in _tree([self.sshd.proc.pid, self.hubs.proc.pid], table))  # type: ignore[union-attr]
+        node_pids = _tree([self.sshd.proc.pid, self.hubs.proc.pid], table)  # type: ignore[union-attr]
+        # Live children too: the persistent probe sessions' ssh clients (and gunicorn's tree).
+        front_pids = (_tree([os.getpid()], table) - node_pids - {os.getpid()}) | set(
+            master_pids(f"{self.workdir}/")
+        )
+        front = own + sum(table[p][1] for p in front_pids if p in table)
+        nodes = sum(table[p][1] for p in node_pids)
         return front, nodes
 
     def series(
@@ -355,13 +370,12 @@ class Bench:
     # ---- multijhub
 
     @contextmanager
-    def resolver(self, name: str, nodes: Sequence[str], *, key: str, control: str) -> Iterator[Any]:
+    def resolver(self, name: str, nodes: Sequence[str], *, channels: int, control: str) -> Iterator[Any]:
         from multijhub_frontdoor.app import build_resolver  # noqa: PLC0415 - after add_paths
         from multijhub_frontdoor.config import load_config  # noqa: PLC0415
 
-        config = load_config(self.write_toml(name, nodes, key=key, control=control))
+        config = load_config(self.write_toml(name, nodes, channels=channels, control=control))
         resolver = build_resolver(config)
-        resolver.probe.runner = fdenv.ssh_config_runner(str(self.ssh_config))
         try:
             yield resolver
         finally:
@@ -422,9 +436,10 @@ class Bench:
 
     # ---- gunicorn
 
-    def gunicorn(self, label: str, nodes: Sequence[str], *, key: str) -> dict[str, Any]:
+    def gunicorn(self, label: str, nodes: Sequence[str], *, channels: int) -> dict[str, Any]:
         args = self.args
-        with self.resolver(f"gunicorn-{key}", nodes, key=key, control=f"cm-gu-{key}") as warm:
+        key = f"ch{channels}"
+        with self.resolver(f"gunicorn-{key}", nodes, channels=channels, control=f"cm-gu-{key}") as warm:
             self.prewarm(warm)  # the workers share these connections (same ControlPath)
         toml = str(self.workdir / f"gunicorn-{key}.toml")
         port = emulate.free_port()
@@ -434,7 +449,6 @@ class Bench:
             "LC_ALL": "C.UTF-8",
             "MULTIJHUB_FRONTDOOR_CONFIG": toml,
             "MJB_CORE_DIR": self.core_dir,
-            "MJB_SSH_CONFIG": str(self.ssh_config),
             "MJB_USER": self.found_user,
             "MJB_PASSWORD_FILE": self.password_file,
         }
@@ -462,12 +476,10 @@ class Bench:
             stdout=log,
             stderr=log,
         )
-        self.gunicorn_pid = proc.pid
         base = f"http://127.0.0.1:{port}"
         try:
             return self._drive(label, base, nodes, proc)
         finally:
-            self.gunicorn_pid = 0
             proc.terminate()
             try:
                 proc.wait(15)
@@ -558,7 +570,9 @@ class Bench:
         front1, nodes1 = self.cpu_split()
         n = len(samples)
         table = _proc_table()
-        service = sorted(_tree([proc.pid], table))
+        tree = sorted(_tree([proc.pid], table))
+        sessions = [p for p in tree if _comm(p) == "ssh"]  # the workers' persistent probe sessions
+        service = [p for p in tree if p not in sessions]
         masters = master_pids(f"{self.workdir}/cm-gu-")
         result = {
             "label": label,
@@ -577,13 +591,16 @@ class Bench:
             "gunicorn_processes": len(service),
             "gunicorn_rss_mib": round(sum(_status_kib(p, "VmRSS") for p in service) / 1024, 1),
             "gunicorn_pss_mib": round(sum(_status_kib(p, "Pss") for p in service) / 1024, 1),
+            "ssh_sessions": len(sessions),
+            "ssh_sessions_rss_mib": round(sum(_status_kib(p, "VmRSS") for p in sessions) / 1024, 1),
             "ssh_masters": len(masters),
             "ssh_masters_rss_mib": round(sum(_status_kib(p, "VmRSS") for p in masters) / 1024, 1),
         }
         print(
             f"  gunicorn   {label:34} {len(nodes):3} nodes  {n} requests in {elapsed:.1f} s: "
             f"{result['rps']} req/s, p50 {result['p50_ms']} ms, right {right[0]}/{n}, "
-            f"RSS {result['gunicorn_rss_mib']} MiB ({len(service)} processes)",
+            f"RSS {result['gunicorn_rss_mib']} MiB ({len(service)} processes) + {len(sessions)} ssh "
+            f"sessions {result['ssh_sessions_rss_mib']} MiB",
             flush=True,
         )
         return result
@@ -597,10 +614,12 @@ def healthy_rows(bench: Bench) -> list[Row]:
     rows: list[Row] = []
     for count in args.nodes:
         nodes = bench.names[:count]
-        for key, method in (("probe", "multijhub"), ("canned", "multijhub, canned probe reply")):
-            control = f"cm-{key}-{count}"
-            with bench.resolver(f"healthy-{key}-{count}", nodes, key=key, control=control) as resolver:
-                if key == "probe":
+        for channels, method in METHODS:
+            control = f"cm-ch{channels}-{count}"
+            with bench.resolver(
+                f"healthy-ch{channels}-{count}", nodes, channels=channels, control=control
+            ) as resolver:
+                if channels:
                     # Cold start: no shared connection yet, every node's handshake at once.
                     cold = Row("cold start", method, count, NONE_USER, "not_running")
                     start = time.perf_counter()
@@ -652,7 +671,7 @@ def blackhole_rows(bench: Bench) -> list[Row]:
     nodes = [BLACKHOLE, *bench.names[1:count]]
     rows: list[Row] = []
     cases = ((bench.found_user, f"running:{FOUND_NODE}", "running"), (NONE_USER, "unknown", "unknown"))
-    with bench.resolver("blackhole", nodes, key="probe", control="cm-blackhole") as resolver:
+    with bench.resolver("blackhole", nodes, channels=2, control="cm-blackhole") as resolver:
         bench.prewarm(resolver)
         for user, expected, _ in cases:
             rows.append(
@@ -720,8 +739,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "| probe | nodes | workers x threads | client threads | requests | req/s | p50 ms | p95 ms | right | "
         "front door CPU ms/req | node CPU ms/req | RSS MiB (master + workers) | PSS MiB | "
-        "ssh masters (RSS MiB) |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|",
+        "ssh probe sessions (RSS MiB) | ssh masters (RSS MiB) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---|",
     ]
     for g in result["gunicorn"]:
         out.append(
@@ -729,7 +748,8 @@ def markdown(result: dict[str, Any]) -> str:
             f"{g['concurrency']} | {g['requests']} | {g['rps']} | {g['p50_ms']} | {g['p95_ms']} | "
             f"{g['right_answers']}/{g['requests']} | "
             f"{g['frontdoor_cpu_ms_per_request']} | {g['node_cpu_ms_per_request']} | {g['gunicorn_rss_mib']} "
-            f"({g['gunicorn_processes']} processes) | {g['gunicorn_pss_mib']} | {g['ssh_masters']} "
+            f"({g['gunicorn_processes']} processes) | {g['gunicorn_pss_mib']} | {g['ssh_sessions']} "
+            f"({g['ssh_sessions_rss_mib']}) | {g['ssh_masters']} "
             f"({g['ssh_masters_rss_mib']}) |"
         )
     out += ["", "## Targets", ""]
@@ -813,8 +833,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         latency += [r.summary() for r in blackhole_rows(bench)]
         rps_nodes = bench.names[: args.rps_nodes]
         gunicorn = [
-            bench.gunicorn("real probe", rps_nodes, key="probe"),
-            bench.gunicorn("canned probe reply", rps_nodes, key="canned"),
+            bench.gunicorn(METHODS[0][1], rps_nodes, channels=METHODS[0][0]),
+            bench.gunicorn(METHODS[1][1], rps_nodes, channels=METHODS[1][0]),
         ]
     result: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S %z"),

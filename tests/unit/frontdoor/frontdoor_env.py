@@ -269,6 +269,7 @@ def write_config(
         'key_file = "/etc/multijhub-frontdoor/probe_key"',
         'known_hosts_file = "/etc/multijhub-frontdoor/known_hosts"',
         'control_dir = "/run/multijhub-frontdoor/ssh"',
+        "channels = 0",  # FakeProbe answers one command per request (sessions: test_ssh_session.py)
     ]
     for name in nodes:
         token = write_secret(tmp_path / f"{name}.token", TOKEN)

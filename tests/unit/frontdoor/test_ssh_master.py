@@ -95,6 +95,25 @@ FAKE_SSH = textwrap.dedent(
     assert opts["ControlMaster"] == "no" and "ControlPersist" not in opts
     user = argv[-1]
     via = "master" if alive() else "direct"
+    if user == "--serve":  # a persistent session: one answer line per request line
+        log("session", host, via)
+        if via == "direct":
+            time.sleep(conf.get("direct_delay", 0.0))
+        while True:
+            line = sys.stdin.readline()
+            if not line:
+                sys.exit(0)
+            asked = line.rstrip("\\n")
+            log("ask", host, asked)
+            if asked == "--ping":
+                print(json.dumps({{"pong": True, "node": host}}), flush=True)
+                continue
+            if asked in conf.get("exit_on", []):
+                sys.stderr.write("Connection to hub closed by remote host.\\n")
+                sys.exit(255)
+            time.sleep(conf.get("user_delay", {{}}).get(asked, 0.0))
+            print(json.dumps({{"user": asked, "via": via, "session": os.getpid(),
+                              "mem_available": 1, "mem_total": 2, "evidence": []}}), flush=True)
     log("probe", host, user, via)
     if via == "direct":
         time.sleep(conf.get("direct_delay", 0.0))
@@ -157,7 +176,7 @@ def settings(fake: FakeSsh, **kw: Any) -> SshConfig:
         control_persist="10m",
         connect_timeout=1,
         binary=str(fake.binary),
-        **kw,
+        **{"channels": 0, **kw},
     )
 
 

@@ -17,6 +17,7 @@ SSH = SshConfig(
     known_hosts_file="/etc/multijhub-frontdoor/known_hosts",
     control_dir="/run/multijhub-frontdoor/ssh",
     control_persist="10m",
+    channels=0,  # one ssh command per request; the sessions are in test_ssh_session.py
 )
 
 

@@ -52,6 +52,7 @@ class SshConfig:
     control_persist: str = "10m"
     connect_timeout: int = 2
     binary: str = "ssh"
+    channels: int = 2  # persistent probe sessions per hub and worker; 0: one ssh per request
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,7 @@ def _parse_ssh(raw: object) -> SshConfig:
             "control_persist",
             "connect_timeout",
             "binary",
+            "channels",
         },
         where,
     )
@@ -224,6 +226,9 @@ def _parse_ssh(raw: object) -> SshConfig:
     timeout = _opt(raw, "connect_timeout", int, where, 2)
     if timeout < 1:
         raise ConfigError(f"{where}connect_timeout: must be at least 1")
+    channels = _opt(raw, "channels", int, where, 2)
+    if not 0 <= channels <= 64:
+        raise ConfigError(f"{where}channels: must be between 0 and 64")
     control_dir = _abs_path(raw, "control_dir", where)
     # The socket is control_dir/<24 hex> (probe.SshProbe.control_path) and ssh binds it
     # first as <that>.<16 characters>: 60 + 25 + 17 = 102 < sun_path (104 BSD, 108 Linux).
@@ -237,6 +242,7 @@ def _parse_ssh(raw: object) -> SshConfig:
         control_persist=persist,
         connect_timeout=timeout,
         binary=_opt(raw, "binary", str, where, "ssh"),
+        channels=channels,
     )
 
 

@@ -1,12 +1,20 @@
-"""Ask one hub's REST API about a user's default server (keep-alive session)."""
+"""Ask one hub's REST API about a user's default server (keep-alive connections).
+
+A small pool of ``http.client`` connections per hub, reused between requests: the
+resolver asks every hub on every login, and a general-purpose HTTP client costs
+several times more CPU per request than the front door spends on everything else.
+No proxies from the environment and no redirects are followed; HTTPS verifies the
+hub's certificate against the system's trust store.
+"""
 
 from __future__ import annotations
 
+import http.client
+import json
+import ssl
+import threading
 from typing import Any
-from urllib.parse import quote, urlencode
-
-import requests
-from requests.adapters import HTTPAdapter
+from urllib.parse import quote, urlencode, urlsplit
 
 
 class HubApiError(Exception):
@@ -16,6 +24,9 @@ class HubApiError(Exception):
 PAGINATION = "application/jupyterhub-pagination+json"
 REQUIRED_SCOPES = ("read:servers",)
 USER_SCOPES = ("read:users", "read:users:name")
+MAX_BODY = 4 * 1024 * 1024  # bytes of one answer (a page of 200 user models fits)
+# A kept-alive connection the hub has closed meanwhile fails on first use: try once more afresh.
+_STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, http.client.BadStatusLine)
 
 
 class HubApi:
@@ -32,33 +43,90 @@ class HubApi:
         api_url: str,
         token: str,
         *,
-        session: requests.Session | None = None,
         pool_size: int = 16,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.node = node
         self.api_url = api_url.rstrip("/")
-        self.session = session or requests.Session()
-        if session is None:
-            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
-            self.session.mount("http://", adapter)
-            self.session.mount("https://", adapter)
-        self.session.trust_env = False  # no proxies from the environment
-        self.session.headers.update({"Authorization": f"token {token}", "Accept": "application/json"})
+        parts = urlsplit(self.api_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"hub API URL of {node} must be http(s)://host[:port][/path]")
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port or (443 if self._https else 80)
+        self._base = parts.path
+        self._ssl = (
+            ssl_context
+            if ssl_context is not None
+            else (ssl.create_default_context() if self._https else None)
+        )
+        self._headers = {"Authorization": f"token {token}", "Accept": "application/json"}
+        self._pool_size = pool_size
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
         self.scopes_ok = False
 
-    def _get_json(self, url: str, timeout: float) -> tuple[int, object]:
-        try:
-            resp = self.session.get(url, timeout=timeout, allow_redirects=False)
-        except requests.Timeout as exc:
-            raise HubApiError("hub API timed out") from exc
-        except requests.RequestException as exc:
-            raise HubApiError(f"hub API unreachable: {type(exc).__name__}") from exc
-        if resp.status_code == 404:
+    def _connection(self, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
+        """An idle connection (reused=True) or a new one, with ``timeout`` per operation."""
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            if self._https:
+                conn = http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self._ssl)
+            else:
+                conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+            return conn, False
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        return conn, True
+
+    def _release(self, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            if len(self._idle) < self._pool_size:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def _get(self, path: str, timeout: float, accept: str | None = None) -> tuple[int, bytes]:
+        """(status, body) of ``GET <api_url><path>``; raise HubApiError when there is none."""
+        headers = self._headers if accept is None else {**self._headers, "Accept": accept}
+        for attempt in (1, 2):
+            conn, reused = self._connection(timeout)
+            try:
+                conn.request("GET", self._base + path, headers=headers)
+                resp = conn.getresponse()
+                body = resp.read(MAX_BODY + 1)
+            except TimeoutError as exc:
+                conn.close()
+                raise HubApiError("hub API timed out") from exc
+            except _STALE as exc:
+                conn.close()
+                if reused and attempt == 1:
+                    continue
+                raise HubApiError(f"hub API unreachable: {type(exc).__name__}") from exc
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                raise HubApiError(f"hub API unreachable: {type(exc).__name__}") from exc
+            if len(body) > MAX_BODY or not resp.isclosed():
+                conn.close()  # an answer too large, or one whose rest was not read
+                if len(body) > MAX_BODY:
+                    raise HubApiError("hub API answer too large")
+            elif resp.will_close:
+                conn.close()
+            else:
+                self._release(conn)
+            return resp.status, body
+        raise HubApiError("hub API unreachable")  # not reached: the second attempt returns or raises
+
+    def _get_json(self, path: str, timeout: float) -> tuple[int, object]:
+        status, body = self._get(path, timeout)
+        if status == 404:
             return 404, None
-        if resp.status_code != 200:
-            raise HubApiError(f"hub API answered HTTP {resp.status_code}")
+        if status != 200:
+            raise HubApiError(f"hub API answered HTTP {status}")
         try:
-            return 200, resp.json()
+            return 200, json.loads(body)
         except ValueError as exc:
             raise HubApiError("hub API answered something that is not JSON") from exc
 
@@ -66,7 +134,7 @@ class HubApi:
         """Raise HubApiError unless the token may read users' servers (cached once true)."""
         if self.scopes_ok:
             return
-        _, model = self._get_json(f"{self.api_url}/hub/api/user", timeout)
+        _, model = self._get_json("/hub/api/user", timeout)
         scopes = model.get("scopes") if isinstance(model, dict) else None
         if not isinstance(scopes, list):
             raise HubApiError("hub API did not list the token's scopes")
@@ -84,8 +152,7 @@ class HubApi:
         server. Any other failure raises HubApiError.
         """
         self.check_scopes(timeout)
-        url = f"{self.api_url}/hub/api/users/{quote(username, safe='')}"
-        status, model = self._get_json(url, timeout)
+        status, model = self._get_json(f"/hub/api/users/{quote(username, safe='')}", timeout)
         if status == 404:
             return None
         if not isinstance(model, dict):
@@ -107,20 +174,15 @@ class HubApi:
         Needs the ``list:users`` scope besides ``read:users``/``read:servers``.
         """
         names: list[str] = []
-        headers = {"Accept": PAGINATION}
         for index in range(max_pages):
             query = urlencode({"state": "ready", "offset": index * page, "limit": page})
-            url = f"{self.api_url}/hub/api/users?{query}"
-            try:
-                resp = self.session.get(url, timeout=timeout, allow_redirects=False, headers=headers)
-            except requests.RequestException as exc:
-                raise HubApiError(f"hub API unreachable: {type(exc).__name__}") from exc
-            if resp.status_code == 403:
+            status, body = self._get(f"/hub/api/users?{query}", timeout, accept=PAGINATION)
+            if status == 403:
                 raise HubApiError("token lacks scope list:users")
-            if resp.status_code != 200:
-                raise HubApiError(f"hub API answered HTTP {resp.status_code}")
+            if status != 200:
+                raise HubApiError(f"hub API answered HTTP {status}")
             try:
-                doc = resp.json()
+                doc = json.loads(body)
             except ValueError as exc:
                 raise HubApiError("hub API answered something that is not JSON") from exc
             items = doc.get("items") if isinstance(doc, dict) else doc
@@ -134,4 +196,7 @@ class HubApi:
 
     def close(self) -> None:
         """Close pooled connections."""
-        self.session.close()
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()

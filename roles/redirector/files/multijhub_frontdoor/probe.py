@@ -1,18 +1,26 @@
-"""Run the forced-command probe on a hub over ssh (shared connections).
+"""Run the forced-command probe on a hub over ssh (shared connections, persistent sessions).
 
 Each hub gets one shared connection (an ssh control master) that no request owns: it
 is set up by a background ``ssh -N`` with its own time limit, never by a probe that a
-request's deadline kills. A probe runs with ``ControlMaster=no``: it goes through the
-master when there is one and otherwise connects directly, so killing it at the
+request's deadline kills. Probes run with ``ControlMaster=no``: they go through the
+master when there is one and otherwise connect directly, so killing one at the
 deadline never takes a master (or the setting up of one) with it.
+
+With ``channels`` > 0 (the default) a probe is a persistent session: ``ssh ... host
+--serve`` keeps the hub's probe running, and each request is one line written (the
+user name) and one JSON line read back. Up to ``channels`` sessions per hub are kept
+in this process; a request borrows one, so no ssh client and no Python start is paid
+per request. With ``channels`` = 0 each request runs ``ssh ... host USER``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import select
 import socket
 import subprocess
 import threading
@@ -29,6 +37,7 @@ MAX_OUTPUT = 1024 * 1024
 MASTER_GRACE = 5.0  # seconds a master may take beyond ConnectTimeout (key exchange, auth)
 MASTER_RETRY = 10.0  # after a failed master, probes connect directly this long
 MASTER_POLL = 0.05  # how often a waiting probe looks for another process's master
+PING = "--ping"  # a session request that is never a user name: the probe answers {"pong": true}
 
 
 class ProbeError(Exception):
@@ -50,11 +59,16 @@ class Runner(Protocol):
     def __call__(self, argv: Sequence[str], timeout: float) -> RunResult: ...
 
 
-def run_command(argv: Sequence[str], timeout: float) -> RunResult:
-    """Run ``argv`` without a shell; raise ProbeError on timeout."""
+def _child_env() -> dict[str, str]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
     if "HOME" in os.environ:
         env["HOME"] = os.environ["HOME"]
+    return env
+
+
+def run_command(argv: Sequence[str], timeout: float) -> RunResult:
+    """Run ``argv`` without a shell; raise ProbeError on timeout."""
+    env = _child_env()
     try:
         done = subprocess.run(
             list(argv),
@@ -70,6 +84,109 @@ def run_command(argv: Sequence[str], timeout: float) -> RunResult:
     except OSError as exc:
         raise ProbeError(f"cannot run ssh: {exc.strerror}") from exc
     return RunResult(done.returncode, done.stdout, done.stderr)
+
+
+MAX_OWED = 2  # answers a session may still owe (requests that timed out) before it is dropped
+
+
+class Channel:
+    """One persistent probe session: a request line in, one JSON line out, in order.
+
+    A request that times out leaves its answer owed; the next request skips owed
+    answers first. A session that owes more than MAX_OWED, closes, or breaks the
+    framing is closed for good.
+    """
+
+    def __init__(self, argv: Sequence[str]) -> None:
+        try:
+            self.proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=_child_env(),
+                shell=False,
+                start_new_session=True,  # a signal to the worker's group does not reach it
+            )
+        except OSError as exc:
+            raise ProbeError(f"cannot run ssh: {exc.strerror}") from exc
+        assert self.proc.stdin is not None and self.proc.stdout is not None and self.proc.stderr is not None
+        self._in = self.proc.stdin
+        self._out = self.proc.stdout.fileno()
+        self._err = self.proc.stderr.fileno()
+        os.set_blocking(self._out, False)
+        os.set_blocking(self._err, False)
+        self._buffer = b""
+        self.owed = 0
+        self.closed = False
+
+    def exchange(self, request: str, timeout: float) -> bytes:
+        """Send ``request`` (one line, no newline in it) and return its answer line."""
+        end = time.monotonic() + timeout
+        try:
+            self._in.write(request.encode() + b"\n")
+            self._in.flush()
+        except OSError as exc:
+            why = self._why()
+            self.close()
+            raise ProbeError(f"probe session closed: {why}") from exc
+        self.owed += 1
+        while True:
+            line = self._read_line(end)
+            self.owed -= 1
+            if self.owed == 0:
+                return line
+
+    def _read_line(self, end: float) -> bytes:
+        poller = select.poll()
+        poller.register(self._out, select.POLLIN)
+        while b"\n" not in self._buffer:
+            left = end - time.monotonic()
+            if left <= 0:
+                if self.owed > MAX_OWED:
+                    self.close()
+                raise ProbeError("probe timed out")
+            if not poller.poll(left * 1000):
+                continue
+            try:
+                chunk = os.read(self._out, 65536)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                why = self._why()
+                self.close()
+                raise ProbeError(f"probe session closed: {why}")
+            self._buffer += chunk
+            if len(self._buffer) > MAX_OUTPUT:
+                self.close()
+                raise ProbeError("probe answer too large")
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line
+
+    def _why(self) -> str:
+        try:
+            err = os.read(self._err, 65536)
+        except OSError:
+            err = b""
+        try:
+            code: int | None = self.proc.wait(timeout=0.05)
+        except subprocess.TimeoutExpired:
+            code = None
+        status = f"ssh exit {code}" if code is not None else "ssh still running"
+        return f"{status}: {_last_line(err)}" if err.strip() else status
+
+    def close(self) -> None:
+        """End the session: the ssh client is killed, the hub's probe sees its stdin close."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
 
 
 class SshProbe:
@@ -91,6 +208,11 @@ class SshProbe:
         self._lock = threading.Lock()
         self._attempts: dict[str, threading.Event] = {}  # host -> set when its attempt ends
         self._retry_at: dict[str, float] = {}  # host -> no new attempt before (monotonic)
+        # Persistent sessions: idle ones per host, and how many exist (idle or lent).
+        self._sessions = threading.Condition(threading.Lock())
+        self._idle: dict[str, list[Channel]] = {}
+        self._open: dict[str, int] = {}
+        self._closed = False
 
     def control_path(self, host: str) -> str:
         """The host's control socket; short enough for sun_path (see config.py)."""
@@ -125,6 +247,11 @@ class SshProbe:
         s = self.settings
         return [s.binary, "-T", "-a", "-x", *self._options(host, "no"), "--", host, username]
 
+    def serve_argv(self, host: str) -> list[str]:
+        """A persistent session: the hub's probe answers one line per request line."""
+        s = self.settings
+        return [s.binary, "-T", "-a", "-x", *self._options(host, "no"), "--", host, "--serve"]
+
     def master_argv(self, host: str) -> list[str]:
         """The shared connection: no command (``-N``); with ControlPersist it forks to
         the background once its control socket listens, and its ssh exits 0."""
@@ -145,23 +272,61 @@ class SshProbe:
         remaining = end - time.monotonic()
         if remaining <= 0:
             raise ProbeError("shared connection still being set up")
+        if self.settings.channels > 0:
+            return parse_report(self._ask(host, username, end), 0, b"", username)
         result = self.runner(self.argv(host, username), remaining)
         if result.returncode == 255:
             raise ProbeError(f"ssh failed: {_last_line(result.stderr)}")
-        if len(result.stdout) > MAX_OUTPUT:
-            raise ProbeError("probe answer too large")
+        return parse_report(result.stdout, result.returncode, result.stderr, username)
+
+    def _ask(self, host: str, request: str, end: float) -> bytes:
+        """One exchange over a borrowed persistent session (a new one if none is idle)."""
+        channel = self._borrow(host, end)
         try:
-            doc = json.loads(result.stdout.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise ProbeError(
-                f"probe exit {result.returncode} without JSON: {_last_line(result.stderr)}"
-            ) from exc
-        if not isinstance(doc, dict):
-            raise ProbeError("probe answered an unexpected document")
-        if result.returncode != 0 or "error" in doc:
-            raise ProbeError(f"probe refused: {str(doc.get('error', ''))[:200]}")
-        _check_report(doc, username)
-        return doc
+            if channel is None:
+                channel = Channel(self.serve_argv(host))
+            return channel.exchange(request, end - time.monotonic())
+        finally:
+            self._give_back(host, channel)
+
+    def _borrow(self, host: str, end: float) -> Channel | None:
+        """An idle session, or None when the caller may open one; waits while all are lent."""
+        with self._sessions:
+            while True:
+                idle = self._idle.setdefault(host, [])
+                while idle:
+                    channel = idle.pop()
+                    if channel.proc.poll() is None:
+                        return channel
+                    channel.close()
+                    self._open[host] -= 1
+                if self._open.get(host, 0) < self.settings.channels:
+                    self._open[host] = self._open.get(host, 0) + 1
+                    return None
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise ProbeError("every probe session to the hub is busy")
+                self._sessions.wait(left)
+
+    def _give_back(self, host: str, channel: Channel | None) -> None:
+        with self._sessions:
+            if channel is not None and self._closed:
+                channel.close()
+            if channel is not None and not channel.closed:
+                self._idle.setdefault(host, []).append(channel)
+            else:
+                self._open[host] -= 1
+            self._sessions.notify()
+
+    def close(self) -> None:
+        """Close every idle persistent session (lent ones close when given back)."""
+        with self._sessions:
+            for host, idle in self._idle.items():
+                for channel in idle:
+                    channel.close()
+                self._open[host] -= len(idle)
+                idle.clear()
+            self._closed = True
 
     def _await_master(self, host: str, end: float) -> None:
         """Until ``end``, wait for the host's master unless it is up or has just failed."""
@@ -210,6 +375,21 @@ class SshProbe:
             if not ok:
                 self._retry_at[host] = time.monotonic() + MASTER_RETRY
         attempt.set()
+        if ok and self.settings.channels > 0:
+            self._open_idle_session(host)
+
+    def _open_idle_session(self, host: str) -> None:
+        """Open one persistent session ahead of the first request, unless one exists."""
+        end = time.monotonic() + self.settings.connect_timeout + MASTER_GRACE
+        with self._sessions:
+            if self._open.get(host, 0) > 0:
+                return
+        try:
+            answer = json.loads(self._ask(host, PING, end))
+            if not isinstance(answer, dict) or answer.get("pong") is not True:
+                raise ProbeError(f"the hub's probe does not serve sessions: {str(answer)[:200]}")
+        except (ProbeError, ValueError) as exc:
+            log.warning("no persistent probe session to %s yet (%s)", host, exc)
 
 
 def _master_alive(path: str) -> bool:
@@ -223,6 +403,22 @@ def _master_alive(path: str) -> bool:
         except OSError:
             return False
         return True
+
+
+def parse_report(stdout: bytes, returncode: int, stderr: bytes, username: str) -> dict[str, Any]:
+    """The probe's JSON report on ``username``; raise ProbeError for anything else."""
+    if len(stdout) > MAX_OUTPUT:
+        raise ProbeError("probe answer too large")
+    try:
+        doc = json.loads(stdout.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProbeError(f"probe exit {returncode} without JSON: {_last_line(stderr)}") from exc
+    if not isinstance(doc, dict):
+        raise ProbeError("probe answered an unexpected document")
+    if returncode != 0 or "error" in doc:
+        raise ProbeError(f"probe refused: {str(doc.get('error', ''))[:200]}")
+    _check_report(doc, username)
+    return doc
 
 
 def _check_report(doc: dict[str, Any], username: str) -> None:

@@ -139,5 +139,6 @@ class Resolver:
     def close(self) -> None:
         """Stop the pool and close the HTTP sessions."""
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.probe.close()
         for api in self.apis.values():
             api.close()
