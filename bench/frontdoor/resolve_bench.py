@@ -52,8 +52,9 @@ FOUND_NODE = "n01"  # the found user's server runs on this node's hub
 BLACKHOLE = "bh00"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TARGET_P50 = 0.050
-# The front door's probe: persistent sessions (its default, 2 per hub) against one ssh per request.
-METHODS = ((2, "multijhub"), (0, "multijhub, one ssh per request"))
+# The front door's probe: persistent sessions (its default, 1 per hub and worker) against one ssh
+# per request (channels = 0).
+METHODS = ((1, "multijhub"), (0, "multijhub, one ssh per request"))
 
 
 # --------------------------------------------------------------------------- processes
@@ -593,6 +594,7 @@ class Bench:
             "gunicorn_pss_mib": round(sum(_status_kib(p, "Pss") for p in service) / 1024, 1),
             "ssh_sessions": len(sessions),
             "ssh_sessions_rss_mib": round(sum(_status_kib(p, "VmRSS") for p in sessions) / 1024, 1),
+            "ssh_sessions_pss_mib": round(sum(_status_kib(p, "Pss") for p in sessions) / 1024, 1),
             "ssh_masters": len(masters),
             "ssh_masters_rss_mib": round(sum(_status_kib(p, "VmRSS") for p in masters) / 1024, 1),
         }
@@ -671,7 +673,7 @@ def blackhole_rows(bench: Bench) -> list[Row]:
     nodes = [BLACKHOLE, *bench.names[1:count]]
     rows: list[Row] = []
     cases = ((bench.found_user, f"running:{FOUND_NODE}", "running"), (NONE_USER, "unknown", "unknown"))
-    with bench.resolver("blackhole", nodes, channels=2, control="cm-blackhole") as resolver:
+    with bench.resolver("blackhole", nodes, channels=METHODS[0][0], control="cm-blackhole") as resolver:
         bench.prewarm(resolver)
         for user, expected, _ in cases:
             rows.append(
@@ -739,7 +741,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "| probe | nodes | workers x threads | client threads | requests | req/s | p50 ms | p95 ms | right | "
         "front door CPU ms/req | node CPU ms/req | RSS MiB (master + workers) | PSS MiB | "
-        "ssh probe sessions (RSS MiB) | ssh masters (RSS MiB) |",
+        "ssh probe sessions (RSS / PSS MiB) | ssh masters (RSS MiB) |",
         "|---|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---|",
     ]
     for g in result["gunicorn"]:
@@ -749,7 +751,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"{g['right_answers']}/{g['requests']} | "
             f"{g['frontdoor_cpu_ms_per_request']} | {g['node_cpu_ms_per_request']} | {g['gunicorn_rss_mib']} "
             f"({g['gunicorn_processes']} processes) | {g['gunicorn_pss_mib']} | {g['ssh_sessions']} "
-            f"({g['ssh_sessions_rss_mib']}) | {g['ssh_masters']} "
+            f"({g['ssh_sessions_rss_mib']} / {g['ssh_sessions_pss_mib']}) | {g['ssh_masters']} "
             f"({g['ssh_masters_rss_mib']}) |"
         )
     out += ["", "## Targets", ""]
@@ -834,6 +836,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rps_nodes = bench.names[: args.rps_nodes]
         gunicorn = [
             bench.gunicorn(METHODS[0][1], rps_nodes, channels=METHODS[0][0]),
+            bench.gunicorn("multijhub, 2 sessions per hub and worker", rps_nodes, channels=2),
             bench.gunicorn(METHODS[1][1], rps_nodes, channels=METHODS[1][0]),
         ]
     result: dict[str, Any] = {

@@ -52,7 +52,7 @@ class SshConfig:
     control_persist: str = "10m"
     connect_timeout: int = 2
     binary: str = "ssh"
-    channels: int = 2  # persistent probe sessions per hub and worker; 0: one ssh per request
+    channels: int = 1  # persistent probe sessions per hub and worker; 0: one ssh per request
 
 
 @dataclass(frozen=True)
@@ -226,7 +226,7 @@ def _parse_ssh(raw: object) -> SshConfig:
     timeout = _opt(raw, "connect_timeout", int, where, 2)
     if timeout < 1:
         raise ConfigError(f"{where}connect_timeout: must be at least 1")
-    channels = _opt(raw, "channels", int, where, 2)
+    channels = _opt(raw, "channels", int, where, 1)
     if not 0 <= channels <= 64:
         raise ConfigError(f"{where}channels: must be between 0 and 64")
     control_dir = _abs_path(raw, "control_dir", where)
