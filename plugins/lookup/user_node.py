@@ -115,6 +115,22 @@ _raw:
         - When the state is V(not_running), the hub a new server would go to (C(node)) with
           its C(mem_available) in bytes; otherwise null. Null also when no hub is eligible.
       type: dict
+    urls:
+      description:
+        - Each hub's public URL (host variable C(jupyterhub_public_url), by default
+          C(http://<hub>:<jupyterhub_port or 8000>)).
+      type: dict
+    answer:
+      description:
+        - "The decision in one line, as C(where.yml) prints it, for example
+          C(juser1: running on hub2 (pid 4242, up 3h12m) -> http://hub2:8000/user/juser1/)."
+      type: str
+    details:
+      description:
+        - Lines that explain it, when there is something to explain; the hubs that did not
+          answer and why, the stale runtime files and the command that prunes them.
+      type: list
+      elements: str
 """
 
 import json
@@ -123,6 +139,7 @@ from typing import Any
 
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
+from ansible_collections.multijhub.cluster.plugins.module_utils.answer import answer_text, details_lines
 from ansible_collections.multijhub.cluster.plugins.module_utils.decision import NodeAnswer, decide
 from ansible_collections.multijhub.cluster.plugins.module_utils.placement import (
     NodeLoad,
@@ -197,6 +214,13 @@ class LookupModule(LookupBase):
             return NodeAnswer(node=host, ok=False, error=f"answer older than {max_age} s")
         return NodeAnswer(node=host, ok=True, report=report)
 
+    def _base_url(self, host: str, variables: dict[str, Any]) -> str:
+        host_vars = self._host_vars(variables, host)
+        url = host_vars.get("jupyterhub_public_url")
+        if url:
+            return str(url)
+        return f"http://{host}:{host_vars.get('jupyterhub_port') or 8000}"
+
     def _placement(self, answers: list[NodeAnswer], variables: dict[str, Any]) -> dict[str, Any] | None:
         loads: dict[str, NodeLoad] = {}
         for answer in answers:
@@ -239,6 +263,11 @@ class LookupModule(LookupBase):
             _add_uptimes(decision, answers)
             decision["placement"] = (
                 self._placement(answers, variables) if decision["state"] == "not_running" else None
+            )
+            decision["urls"] = {host: self._base_url(host, variables) for host in hubs}
+            decision["answer"] = answer_text(decision, decision["urls"], hubs)
+            decision["details"] = details_lines(
+                decision, f"ansible-playbook where.yml -e user={user} -e prune=true"
             )
             if decision["state"] == "unknown" and self.get_option("on_unknown") == "error":
                 raise AnsibleLookupError(

@@ -71,6 +71,29 @@ def test_running_on_one_hub() -> None:
     assert (server["pid"], server["source"], server["uptime"]) == (4242, "runtime", 3 * 3600 + 12 * 60)
 
 
+def test_answer_in_words_with_each_hubs_url() -> None:
+    hv = {
+        "hub1": with_fact(fact("hub1", other=(4242,)), jupyterhub_port=8010),
+        "hub2": with_fact(fact("hub2", running=(4242,)), jupyterhub_public_url="https://hub2.example.org/"),
+    }
+    (d,) = lookup().run(["juser1"], variables=variables(hv))
+    assert d["urls"] == {"hub1": "http://hub1:8010", "hub2": "https://hub2.example.org/"}
+    assert (
+        d["answer"] == "juser1: running on hub2 (pid 4242, up 3h12m) -> https://hub2.example.org/user/juser1/"
+    )
+    assert d["details"] == []
+
+
+def test_details_name_the_prune_command() -> None:
+    hv = {"hub1": with_fact(fact("hub1", other=(7,))), "hub2": with_fact(fact("hub2", other=(7,)))}
+    (d,) = lookup().run(["juser1"], variables=variables(hv))
+    assert d["answer"].startswith("juser1: no running server; a new one would go to hub1")
+    assert d["details"] == [
+        "stale runtime files (no hub runs them): jpserver-7.json",
+        "remove them with: ansible-playbook where.yml -e user=juser1 -e prune=true",
+    ]
+
+
 def test_several() -> None:
     hv = {"hub1": with_fact(fact("hub1", running=(1,))), "hub2": with_fact(fact("hub2", running=(2,)))}
     (d,) = lookup().run(["juser1"], variables=variables(hv))

@@ -1,0 +1,75 @@
+"""A decision in words for operators: the one line ``where.yml`` ends with, and its details."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["answer_text", "details_lines", "server_url", "uptime_text"]
+
+GiB = 1024**3
+
+
+def uptime_text(seconds: float) -> str:
+    """``40s``, ``12m``, ``3h05m`` or ``2d4h``."""
+    s = max(0, int(seconds))
+    if s >= 86400:
+        return f"{s // 86400}d{(s % 86400) // 3600}h"
+    if s >= 3600:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m"
+    return f"{s}s"
+
+
+def server_url(base_url: str, user: str) -> str:
+    """The user's server under a hub's public URL."""
+    return f"{base_url.rstrip('/')}/user/{user}/"
+
+
+def _evidence(servers: Sequence[Mapping[str, Any]]) -> str:
+    runtime = [s for s in servers if s.get("source") == "runtime"]
+    if runtime:
+        pids = ", pid ".join(str(s.get("pid")) for s in runtime)
+        return f"pid {pids}, up {uptime_text(float(runtime[0].get('uptime') or 0))}"
+    hub = servers[0] if servers else {}
+    return "hub API: " + ("ready" if hub.get("ready") else "pending")
+
+
+def _found(decision: Mapping[str, Any], base_urls: Mapping[str, str]) -> list[str]:
+    user = decision["user"]
+    return [
+        f"{node} ({_evidence(decision['servers'].get(node, []))}) -> "
+        f"{server_url(base_urls.get(node, f'http://{node}:8000'), user)}"
+        for node in decision["nodes"]
+    ]
+
+
+def answer_text(decision: Mapping[str, Any], base_urls: Mapping[str, str], hubs: Sequence[str]) -> str:
+    """One line: where the user's server runs, where a new one would go, or why it is unknown."""
+    user, state = decision["user"], decision["state"]
+    if state == "running":
+        return f"{user}: running on {_found(decision, base_urls)[0]}"
+    if state == "several":
+        return f"{user}: SEVERAL servers running: {'; '.join(_found(decision, base_urls))}"
+    if state == "not_running":
+        placement = decision.get("placement")
+        if not placement:
+            return f"{user}: no running server; no hub can take a new one (all drained)"
+        gib = int(placement["mem_available"]) / GiB
+        return (
+            f"{user}: no running server; a new one would go to {placement['node']} ({gib:.1f} GiB available)"
+        )
+    unanswered = decision["unanswered"]
+    answered = [hub for hub in hubs if hub not in unanswered]
+    found = f"no server found on {', '.join(answered)}" if answered else "no hub answered"
+    return f"{user}: UNKNOWN - {', '.join(sorted(unanswered))} did not answer; {found}"
+
+
+def details_lines(decision: Mapping[str, Any], prune_command: str) -> list[str]:
+    """Why hubs did not answer, and the stale runtime files with the command that prunes them."""
+    lines = [f"{hub} did not answer: {reason}" for hub, reason in sorted(decision["unanswered"].items())]
+    if decision["stale"]:
+        lines.append(f"stale runtime files (no hub runs them): {', '.join(decision['stale'])}")
+        lines.append(f"remove them with: {prune_command}")
+    return lines
