@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
+import json
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from frontdoor_env import TOKEN
 from multijhub_frontdoor.hubapi import HubApi, HubApiError
 
@@ -76,3 +87,88 @@ def test_a_404_is_not_believed_without_the_scopes(hubs):
 def test_username_is_quoted_into_the_path(hubs):
     api(hubs).user_server("a.b-c_d", 1.0)
     assert hubs.requests[-1][1] == "/hub1/hub/api/users/a.b-c_d"
+
+
+def _self_signed(tmp_path):
+    """A certificate for 127.0.0.1 and its key, written as PEM files."""
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hub-test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "hub.crt", tmp_path / "hub.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_file, key_file
+
+
+@pytest.fixture
+def https_hub(tmp_path):
+    """A real HTTPS server answering like a hub (scopes, then a user without a server)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            doc = (
+                {"scopes": ["read:servers", "read:users"]}
+                if self.path.endswith("/hub/api/user")
+                else {
+                    "name": "juser1",
+                    "servers": {},
+                }
+            )
+            body = json.dumps(doc).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    cert_file, key_file = _self_signed(tmp_path)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}/", cert_file
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_checks_the_hubs_certificate(https_hub):
+
+    url, cert_file = https_hub
+    with pytest.raises(HubApiError, match="unreachable: SSLCertVerificationError"):
+        HubApi("hub1", url, TOKEN).user_server("juser1", 2.0)  # not in the system's trust store
+    trusted = ssl.create_default_context(cafile=str(cert_file))
+    client = HubApi("hub1", url, TOKEN, ssl_context=trusted)
+    assert client.user_server("juser1", 2.0) is None
+    assert client.user_server("juser1", 2.0) is None  # again, over the kept-alive connection
+    client.close()
+
+
+@pytest.mark.parametrize("bad", ["ftp://hub1/", "hub1:8000", "http:///x"])
+def test_bad_api_url_is_refused(bad):
+    with pytest.raises(ValueError, match="must be http"):
+        HubApi("hub1", bad, TOKEN)
