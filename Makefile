@@ -115,5 +115,5 @@ bench-frontdoor: venv
 bench-deploy: venv image wheels ssh-key network
 	$(BIN)/molecule create -s $(SCENARIO)
 	$(BIN)/molecule prepare -s $(SCENARIO)
-	$(PY) bench/deploy/deploy_bench.py --first \
+	$(PY) bench/deploy/deploy_bench.py --first --repeat 11 \
 	  --inventory $$(ls -d $(HOME)/.ansible/tmp/molecule.*.$(SCENARIO)/inventory/ansible_inventory.yml | head -n1)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .policies import GiB, NodeView, Policy
-from .workload import MINUTES_PER_DAY, Trace
+from .workload import MINUTES_PER_DAY, Session, Trace
 
 FLOOR = 0.25  # instantaneous imbalance counts only while the ideal is >= 25 % of a node
 
@@ -76,21 +76,60 @@ def measure(used: np.ndarray, node_mem_gib: float, returning: int, kept: int) ->
     )
 
 
-def replay(trace: Trace, policy: Policy, cluster: Cluster) -> Run:
+class Learner:
+    """What a front door could learn by watching each server's memory: per node, its running
+    servers each counted at the larger of their memory now and their user's peak in the
+    previous session (``default_gib`` for a user not seen before).
+
+    Memory is observed whenever a user arrives (a login probes every node), so a session's
+    peak is the largest value seen at those moments. Used by the learned-sizes reference.
+    """
+
+    def __init__(self, nodes: int, default_gib: float) -> None:
+        self.default = default_gib
+        self.running: list[list[tuple[Session, np.ndarray]]] = [[] for _ in range(nodes)]
+        self.seen: dict[int, float] = {}  # id(session) -> its largest observed memory
+        self.peak: dict[str, float] = {}  # user -> observed peak of their last finished session
+
+    def add(self, node: int, session: Session, curve: np.ndarray) -> None:
+        self.running[node].append((session, curve))
+
+    def view(self, minute: int) -> list[float]:
+        """Each node's learned size at ``minute`` (GiB, servers only)."""
+        sizes = []
+        for node, sessions in enumerate(self.running):
+            alive, size = [], 0.0
+            for s, curve in sessions:
+                k = minute - s.start
+                if k >= len(curve):
+                    self.peak[s.user] = self.seen.pop(id(s), 0.0) or self.peak.get(s.user, self.default)
+                    continue
+                now = float(curve[k]) if k >= 0 else 0.0
+                self.seen[id(s)] = max(self.seen.get(id(s), 0.0), now)
+                size += max(now, self.peak.get(s.user, self.default))
+                alive.append((s, curve))
+            self.running[node] = alive
+            sizes.append(size)
+        return sizes
+
+
+def replay(trace: Trace, policy: Policy, cluster: Cluster, default_gib: float = 2.0) -> Run:
     """Place every session of ``trace`` with ``policy`` and measure the last day."""
     names = cluster.names()
     total = int(cluster.node_mem_gib * GiB)
     usage = np.zeros((cluster.nodes, trace.minutes))
     projected = np.zeros((cluster.nodes, trace.minutes))  # footprints of running servers (oracle)
+    learner = Learner(cluster.nodes, default_gib) if getattr(policy, "learns", False) else None
     last: dict[str, int] = {}
     day0 = trace.minutes - MINUTES_PER_DAY
     returning = kept = 0
     for s in trace.sessions:
         minute = min(int(s.arrival), trace.minutes - 1)
         seen = usage[:, minute] + cluster.base_gib
+        learned = learner.view(minute) if learner is not None else [0.0] * cluster.nodes
         views = [
-            NodeView(name, max(0, total - int(gib * GiB)), total, float(p))
-            for name, gib, p in zip(names, seen.tolist(), projected[:, minute].tolist())
+            NodeView(name, max(0, total - int(gib * GiB)), total, float(p), lg)
+            for name, gib, p, lg in zip(names, seen.tolist(), projected[:, minute].tolist(), learned)
         ]
         node = policy.choose(s.user, s.arrival, views)
         previous = last.get(s.user)
@@ -100,6 +139,8 @@ def replay(trace: Trace, policy: Policy, cluster: Cluster) -> Run:
         last[s.user] = node
         curve = s.curve(trace.minutes)
         usage[node, s.start : s.start + len(curve)] += curve
+        if learner is not None:
+            learner.add(node, s, curve)
         projected[node, minute : s.start + len(curve)] += s.footprint
     used = usage[:, day0:] + cluster.base_gib
     return Run(policy.name, used, measure(used, cluster.node_mem_gib, returning, kept))

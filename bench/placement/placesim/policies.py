@@ -37,6 +37,8 @@ class NodeView:
 
     ``projected_gib`` is what no front door can know: the memory the node's
     running servers will have grown to (their footprints). Only the oracle
+    reference uses it. ``learned_gib`` is what a front door could learn by
+    watching servers' memory (``engine.Learner``); only the learned-sizes
     reference uses it.
     """
 
@@ -44,6 +46,7 @@ class NodeView:
     mem_available: int
     mem_total: int
     projected_gib: float = 0.0
+    learned_gib: float = 0.0
 
 
 class Policy(Protocol):
@@ -108,6 +111,24 @@ class OraclePolicy:
         pass
 
 
+class LearnedSizesPolicy:
+    """Reference: the least memory when each running server counts at its user's last peak.
+
+    What placement could reach if the front door learned every user's size from their
+    previous session (watching servers' memory), a realistic bound between multijhub's
+    policy and the oracle; no stickiness.
+    """
+
+    name = "learned sizes (reference)"
+    learns = True
+
+    def choose(self, user: str, minute: float, nodes: Sequence[NodeView]) -> int:
+        return min(range(len(nodes)), key=lambda i: (nodes[i].learned_gib, i))
+
+    def close(self) -> None:
+        pass
+
+
 class MultijhubPolicy:
     """The front door's placement: place_user -> choose_node, with a real assignment store."""
 
@@ -164,6 +185,7 @@ def make_policies(
             mem_per_server=mem_per_server, pending_seconds=pending_seconds, sticky_headroom=sticky_headroom
         ),
         OraclePolicy(),
+        LearnedSizesPolicy(),
     ]
     for headroom in headroom_sweep:
         policies.append(

@@ -109,7 +109,10 @@ def markdown(study: Study, summary: dict[str, Any], command: str) -> str:
         "*OOM node-minutes* = minutes x nodes whose use exceeds the node's memory (nothing is killed; "
         "the count says how often it would be). *Kept* = placements of users who had a previous node "
         "that land on it. *oracle (reference)* knows every server's final size (no front door can) "
-        "and is a bound, not a contender.",
+        "and is a bound, not a contender. *learned sizes (reference)* counts each running server at "
+        "the larger of its memory now and its user's peak in their previous session, as a front door "
+        "watching servers' memory could learn it (mem_per_server for a user not seen before); no "
+        "stickiness. It shows what learning users' sizes would give.",
         "",
         f"Reproduce: `{command}`",
         "",

@@ -15,7 +15,7 @@ from .policies import DEFAULTS, GiB, make_policies, sweep_label
 from .workload import WorkloadParams, calibrate_peak_rate, make_trace, working_day_load
 
 TARGET_RATIO = 1.10
-MAIN = ("random", "round-robin", "multijhub", "oracle (reference)")
+MAIN = ("random", "round-robin", "multijhub", "oracle (reference)", "learned sizes (reference)")
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def run_seed(config: StudyConfig, peak_rate: float, seed: int) -> SeedResult:
     runs = []
     for policy in policies:
         try:
-            runs.append(replay(trace, policy, config.cluster))
+            runs.append(replay(trace, policy, config.cluster, config.mem_per_server_gib))
         finally:
             policy.close()
     c = config.cluster

@@ -10,7 +10,7 @@ import pytest
 import simulate
 from multijhub_frontdoor import placing
 from placesim import policies as pol
-from placesim.engine import Cluster, measure, replay
+from placesim.engine import Cluster, Learner, measure, replay
 from placesim.study import StudyConfig, run_seed
 from placesim.workload import (
     MINUTES_PER_DAY,
@@ -56,6 +56,7 @@ def test_every_policy_same_results_for_the_same_seed():
         "round-robin",
         "multijhub",
         "oracle (reference)",
+        "learned sizes (reference)",
         "multijhub, sticky_headroom=0.5",
     ]
     for a, b in zip(first.runs, second.runs):
@@ -68,6 +69,7 @@ class Counting:
 
     def __init__(self, inner: pol.Policy) -> None:
         self.inner, self.calls = inner, []
+        self.learns = getattr(inner, "learns", False)
 
     def choose(self, user, minute, nodes):
         index = self.inner.choose(user, minute, nodes)
@@ -100,6 +102,41 @@ def test_oom_counter_counts_node_minutes_and_minutes():
     m = measure(used, 16.0, returning=4, kept=3)
     assert (m.oom_moments, m.oom_minutes) == (3, 2)
     assert m.kept_fraction == 0.75
+
+
+def test_learner_counts_each_server_at_its_users_last_observed_peak():
+    learner = Learner(2, default_gib=2.0)
+    first = session("alice", 0.0, 6.0, minutes=10)  # 6 GiB from minute 1 to 10
+    learner.add(0, first, first.curve(MINUTES_PER_DAY))
+    assert learner.view(0) == [2.0, 0.0]  # not started yet: alice is unknown, counted at the default
+    assert learner.view(5) == [6.0, 0.0]  # now larger than the default
+    again = session("alice", 30.0, 1.0, minutes=10)
+    learner.add(1, again, again.curve(MINUTES_PER_DAY))
+    # At minute 31 the first session has ended (its observed peak, 6 GiB, is learned) and the
+    # second, at 1 GiB now, counts at that peak.
+    assert learner.view(31) == [0.0, 6.0]
+
+
+def test_learned_sizes_reference_avoids_the_node_of_a_known_big_user():
+    # "big" is seen at 12 GiB when "other" logs in; at 9:00 "big" starts small again on hub1
+    # (both nodes empty: the first on a tie), and "next" goes to hub2 although hub1 shows less.
+    trace = one_day(
+        session("big", 10.0, 12.0, minutes=20),
+        session("other", 20.0, 0.5),
+        Session("big", 540.0, 541, 120, 12.0, 60.0, 0.15),
+        session("next", 541.5, 1.0),
+    )
+    counting = Counting(pol.LearnedSizesPolicy())
+    replay(trace, counting, SMALL)
+    assert [i for _, i in counting.calls] == [0, 1, 0, 1]
+    unseen = one_day(  # nobody logged in while "big" ran: its size was never observed
+        session("big", 10.0, 12.0, minutes=20),
+        Session("big", 540.0, 541, 120, 12.0, 60.0, 0.15),
+        session("next", 541.5, 1.0),
+    )
+    counting = Counting(pol.LearnedSizesPolicy())
+    replay(unseen, counting, SMALL, default_gib=0.2)
+    assert [i for _, i in counting.calls] == [0, 0, 1]  # 0.35 GiB now, 0.2 learned: hub1 is fuller
 
 
 def test_no_oom_within_memory():
@@ -160,7 +197,13 @@ def test_command_line_writes_table_json_and_plot(tmp_path, capsys):
     assert "| multijhub |" in printed
     assert "measured working-day load" in printed
     doc = json.loads((out / "placement.json").read_text())
-    assert set(doc["policies"]) == {"random", "round-robin", "multijhub", "oracle (reference)"}
+    assert set(doc["policies"]) == {
+        "random",
+        "round-robin",
+        "multijhub",
+        "oracle (reference)",
+        "learned sizes (reference)",
+    }
     assert len(doc["policies"]["multijhub"]["per_seed"]) == 2
     assert "placement.png" in (out / "placement.md").read_text()
     assert (out / "placement.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
