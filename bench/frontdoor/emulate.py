@@ -109,7 +109,7 @@ class Sshd:
         host_pub = keygen(d / "host_key", "bench-host")
         os.chown(d / "host_key", uid, gid)  # sshd (as the account) must read it
         self.known_hosts.write_text(f"{HOST_KEY_ALIAS} {host_pub}\n")
-        probe = f"env PYTHONPATH={self.core_dir} {PROBE_PYTHON} -m multijhub_core.probe --node emulated"
+        probe = f"exec env PYTHONPATH={self.core_dir} {PROBE_PYTHON} -m multijhub_core.probe --node emulated"
         lines = [
             f'restrict,command="{probe}" {keygen(self.key("probe"), "bench-probe")}',
             f"restrict {keygen(self.key('poc'), 'bench-poc')}",

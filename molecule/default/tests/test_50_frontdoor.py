@@ -75,6 +75,27 @@ def test_a_replayed_proof_is_refused(juser1_landing):
     assert replay.status_code == 403
 
 
+def probe_sessions(hub) -> set[int]:
+    """PIDs of the probe processes running on ``hub`` (persistent sessions of the front door)."""
+    out = hub.run("pgrep -u multijhub-probe -f '^[^ ]*python[^ ]* -m multijhub_core[.]probe'").stdout
+    return {int(pid) for pid in out.split()}
+
+
+def test_resolutions_reuse_the_persistent_probe_sessions(cluster):
+    """Logins do not start an ssh session or a probe per request: each worker keeps one per hub."""
+    session, _ = frontdoor_login("jadmin")
+    for _ in range(8):  # every gunicorn worker resolves at least once (and opens its sessions)
+        assert session.get(f"{FRONTDOOR}/", allow_redirects=False, timeout=30).status_code == 200
+    before = {name: probe_sessions(cluster[name]) for name in ("hub1", "hub2")}
+    for _ in range(12):
+        assert session.get(f"{FRONTDOOR}/", allow_redirects=False, timeout=30).status_code == 200
+    after = {name: probe_sessions(cluster[name]) for name in ("hub1", "hub2")}
+    assert after == before
+    for name, pids in after.items():
+        # redirector_workers (2 here) x redirector_probe_channels (1): never one per request.
+        assert 1 <= len(pids) <= 2, (name, pids)
+
+
 def test_after_sigkill_the_user_is_placed_again(cluster, juser1_landing):
     landing, _, _ = juser1_landing
     hub = cluster[landing.hub]
