@@ -11,45 +11,30 @@ The contract every store keeps (SQLite here, PostgreSQL in ``pgstore.py``):
 - drained nodes set at run time (admin page, issue 7) live in the store so
   every front door sees them.
 
-The PostgreSQL store implements ``place`` as one transaction that takes
-``pg_advisory_xact_lock`` on a hash of the user name.
+Both keep these rules in one place, ``sqlstore.SqlStore``, and differ only in how
+they connect and lock: SQLite's ``BEGIN IMMEDIATE`` takes the database's write lock,
+PostgreSQL takes ``pg_advisory_xact_lock`` on a hash of the user name.
 """
 
 from __future__ import annotations
 
 import sqlite3
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Protocol
 
 from .config import ConfigError, StoreConfig
+from .sqlstore import HISTORY_SECONDS, Chooser, Dialect, Placement, PlacementContext, SqlStore
 
-HISTORY_SECONDS = 7 * 24 * 3600
-
-
-@dataclass(frozen=True)
-class PlacementContext:
-    """What the chooser is told inside the per-user lock."""
-
-    user: str
-    previous: str | None  # the node the user was last placed on or seen on
-    recent: str | None  # a placement of this user younger than the window
-    pending: Mapping[str, int]  # other users placed per node within the window
-
-
-@dataclass(frozen=True)
-class Placement:
-    """The outcome of ``place``."""
-
-    user: str
-    node: str
-    placed_at: float
-    reused: bool  # True when the recent placement was kept (no new row)
-
-
-Chooser = Callable[[PlacementContext], "str | None"]
+__all__ = [
+    "HISTORY_SECONDS",
+    "AssignmentStore",
+    "Chooser",
+    "Placement",
+    "PlacementContext",
+    "SqliteStore",
+    "open_store",
+]
 
 
 class AssignmentStore(Protocol):
@@ -120,7 +105,7 @@ CREATE TABLE IF NOT EXISTS drained (
 """
 
 
-class SqliteStore:
+class SqliteStore(SqlStore):
     """AssignmentStore on a local SQLite file (never on NFS).
 
     Every call opens its own connection, so the store is safe across threads
@@ -129,10 +114,12 @@ class SqliteStore:
     SQLite's single writer makes cheap.
     """
 
+    dialect = Dialect(param="?", prefix="", user="user")
+
     def __init__(self, path: str, *, timeout: float = 10.0) -> None:
         self.path = path
         self.timeout = timeout
-        with self._connect() as conn:
+        with self._read() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
 
@@ -142,10 +129,18 @@ class SqliteStore:
         return conn
 
     @contextmanager
-    def _tx(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
+    def _read(self) -> Iterator[sqlite3.Connection]:
         conn = self._connect()
         try:
-            conn.execute(f"BEGIN {mode}")
+            yield conn
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
             except BaseException:
@@ -155,127 +150,8 @@ class SqliteStore:
         finally:
             conn.close()
 
-    def previous_node(self, user: str) -> str | None:
-        conn = self._connect()
-        try:
-            row = conn.execute("SELECT node FROM assignments WHERE user = ?", (user,)).fetchone()
-        finally:
-            conn.close()
-        return row[0] if row else None
-
-    def record_running(self, user: str, node: str, now: float | None = None) -> None:
-        if self.previous_node(user) == node:
-            return  # the usual case: no write on every login
-        now = time.time() if now is None else now
-        with self._tx() as conn:
-            row = conn.execute("SELECT node FROM assignments WHERE user = ?", (user,)).fetchone()
-            if row is None:
-                conn.execute(
-                    "INSERT INTO assignments (user, node, seen_at) VALUES (?, ?, ?)",
-                    (user, node, now),
-                )
-            elif row[0] == node:
-                conn.execute("UPDATE assignments SET seen_at = ? WHERE user = ?", (now, user))
-            else:
-                conn.execute(
-                    "UPDATE assignments SET node = ?, previous = ?, placed_at = NULL,"
-                    " seen_at = ? WHERE user = ?",
-                    (node, row[0], now, user),
-                )
-
-    def pending_counts(
-        self, *, window: float, now: float | None = None, exclude: str | None = None
-    ) -> dict[str, int]:
-        now = time.time() if now is None else now
-        conn = self._connect()
-        try:
-            return _pending(conn, now - window, exclude)
-        finally:
-            conn.close()
-
-    def place(
-        self,
-        user: str,
-        choose: Chooser,
-        *,
-        window: float,
-        now: float | None = None,
-    ) -> Placement | None:
-        now = time.time() if now is None else now
-        with self._tx() as conn:
-            row = conn.execute("SELECT node, placed_at FROM assignments WHERE user = ?", (user,)).fetchone()
-            previous = row[0] if row else None
-            recent = None
-            if row and row[1] is not None and row[1] >= now - window:
-                recent = row[0]
-            context = PlacementContext(
-                user=user,
-                previous=previous,
-                recent=recent,
-                pending=_pending(conn, now - window, user),
-            )
-            node = choose(context)
-            if node is None:
-                return None
-            if node == recent:
-                return Placement(user, node, float(row[1]), reused=True)
-            if row is None:
-                conn.execute(
-                    "INSERT INTO assignments (user, node, placed_at) VALUES (?, ?, ?)",
-                    (user, node, now),
-                )
-            else:
-                conn.execute(
-                    "UPDATE assignments SET node = ?, previous = ?, placed_at = ? WHERE user = ?",
-                    (node, previous, now, user),
-                )
-            conn.execute(
-                "INSERT INTO placements (user, node, placed_at) VALUES (?, ?, ?)",
-                (user, node, now),
-            )
-            conn.execute("DELETE FROM placements WHERE placed_at < ?", (now - HISTORY_SECONDS,))
-            return Placement(user, node, now, reused=False)
-
-    def placements(self, user: str | None = None) -> list[tuple[str, str, float]]:
-        """Recorded placements (user, node, time), oldest first."""
-        conn = self._connect()
-        try:
-            sql = "SELECT user, node, placed_at FROM placements"
-            args: tuple[str, ...] = ()
-            if user is not None:
-                sql += " WHERE user = ?"
-                args = (user,)
-            return [tuple(r) for r in conn.execute(sql + " ORDER BY id", args)]
-        finally:
-            conn.close()
-
-    def drained_nodes(self) -> frozenset[str]:
-        conn = self._connect()
-        try:
-            return frozenset(r[0] for r in conn.execute("SELECT node FROM drained"))
-        finally:
-            conn.close()
-
-    def set_drained(self, node: str, drained: bool, *, by: str = "") -> None:
-        with self._tx() as conn:
-            if drained:
-                conn.execute(
-                    "INSERT OR IGNORE INTO drained (node, since, by_user) VALUES (?, ?, ?)",
-                    (node, time.time(), by),
-                )
-            else:
-                conn.execute("DELETE FROM drained WHERE node = ?", (node,))
-
     def close(self) -> None:
         """Nothing is held open between calls."""
-
-
-def _pending(conn: sqlite3.Connection, since: float, exclude: str | None) -> dict[str, int]:
-    rows = conn.execute(
-        "SELECT node, COUNT(DISTINCT user) FROM placements WHERE placed_at >= ? AND user != ? GROUP BY node",
-        (since, exclude or ""),
-    )
-    return {node: int(count) for node, count in rows}
 
 
 def open_store(config: StoreConfig) -> AssignmentStore:
