@@ -1,6 +1,6 @@
 """Persistent probe sessions: one ssh per hub kept open, a line per request.
 
-The stand-in ``ssh`` of test_ssh_master.py serves sessions like the hub's
+The stand-in ``ssh`` of fake_ssh.py serves sessions like the hub's
 ``probe --serve`` (one JSON line per request line, in order); the last test runs
 the core's real serve loop behind a stand-in that only replaces the network.
 """
@@ -9,42 +9,38 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import textwrap
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_ssh import FakeSsh, settings
 from multijhub_frontdoor import probe as probe_mod
 from multijhub_frontdoor.config import SshConfig
 from multijhub_frontdoor.probe import ProbeError, SshProbe
-from test_ssh_master import FakeSsh, settings
 
 CORE_PARENT = Path(__file__).resolve().parents[3] / "plugins"
 
 
 @pytest.fixture
-def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    control = Path(tempfile.mkdtemp(prefix="mjcs-", dir="/tmp"))
-    monkeypatch.setattr(probe_mod, "MASTER_GRACE", 1.0)
-    ssh = FakeSsh(tmp_path)
-    ssh.control_dir = str(control)  # type: ignore[attr-defined]
-    yield ssh
-    ssh.kill_all()
-    for entry in control.iterdir():
-        entry.unlink()
-    control.rmdir()
+def warm(fake: FakeSsh) -> Iterator[Callable[..., SshProbe]]:
+    """``warm(channels=2, **behaviour)``: a probe with hub1's shared connection up (closed after)."""
+    probes: list[SshProbe] = []
 
+    def make(channels: int = 2, **behaviour: Any) -> SshProbe:
+        fake.configure(**behaviour)
+        probe = SshProbe(settings(fake, channels=channels))
+        probes.append(probe)
+        probe.warm_up(["hub1"])
+        fake.wait_for("master-up", "hub1")
+        return probe
 
-def sessions(fake: FakeSsh, **kw: Any) -> SshProbe:
-    return SshProbe(settings(fake, channels=kw.pop("channels", 2), **kw))
-
-
-def master_up(fake: FakeSsh, probe: SshProbe, host: str = "hub1") -> None:
-    probe.warm_up([host])
-    fake.wait_for("master-up", host)
+    yield make
+    for probe in probes:
+        probe.close()
 
 
 def test_serve_argv_is_the_probe_argv_with_serve():
@@ -52,9 +48,8 @@ def test_serve_argv_is_the_probe_argv_with_serve():
     assert probe.serve_argv("hub1") == [*probe.argv("hub1", "juser1")[:-1], "--serve"]
 
 
-def test_one_session_answers_many_requests(fake):
-    probe = sessions(fake)
-    master_up(fake, probe)
+def test_one_session_answers_many_requests(fake, warm):
+    probe = warm()
     fake.wait_for("ask", "hub1")  # warm-up opened a session and pinged it
     answers = [probe.report("hub1", user, 2.0) for user in ("juser1", "juser2", "juser1")]
     assert [a["user"] for a in answers] == ["juser1", "juser2", "juser1"]
@@ -63,13 +58,10 @@ def test_one_session_answers_many_requests(fake):
     assert len(fake.events("session", "hub1")) == 1
     assert fake.events("probe") == []  # no one-shot ssh at all
     assert [e[3] for e in fake.events("ask", "hub1")] == ["--ping", "juser1", "juser2", "juser1"]
-    probe.close()
 
 
-def test_sessions_per_hub_are_bounded(fake):
-    fake.configure(user_delay={f"u{i}": 0.3 for i in range(6)})
-    probe = sessions(fake, channels=2)
-    master_up(fake, probe)
+def test_sessions_per_hub_are_bounded(fake, warm):
+    probe = warm(channels=2, user_delay={f"u{i}": 0.3 for i in range(6)})
     results: list[Any] = []
 
     def ask(user: str) -> None:
@@ -85,13 +77,10 @@ def test_sessions_per_hub_are_bounded(fake):
         t.join()
     assert sorted(results) == [f"u{i}" for i in range(6)]
     assert len(fake.events("session", "hub1")) == 2  # the others waited for a free session
-    probe.close()
 
 
-def test_all_sessions_busy_until_the_deadline(fake):
-    fake.configure(user_delay={"slow": 1.0})
-    probe = sessions(fake, channels=1)
-    master_up(fake, probe)
+def test_all_sessions_busy_until_the_deadline(fake, warm):
+    probe = warm(channels=1, user_delay={"slow": 1.0})
     t = threading.Thread(target=lambda: probe.report("hub1", "slow", 3.0))
     t.start()
     fake.wait_for("ask", "hub1", count=2)  # the ping and "slow"
@@ -100,47 +89,36 @@ def test_all_sessions_busy_until_the_deadline(fake):
         probe.report("hub1", "juser1", 0.3)
     assert time.monotonic() - start < 0.6
     t.join()
-    probe.close()
 
 
-def test_a_late_answer_is_never_taken_for_the_next_request(fake):
-    fake.configure(user_delay={"slow": 0.6})
-    probe = sessions(fake, channels=1)
-    master_up(fake, probe)
+def test_a_late_answer_is_never_taken_for_the_next_request(fake, warm):
+    probe = warm(channels=1, user_delay={"slow": 0.6})
     with pytest.raises(ProbeError, match="timed out"):
         probe.report("hub1", "slow", 0.2)
     # The same session: the owed answer for "slow" is skipped, then juser2's is read.
     assert probe.report("hub1", "juser2", 2.0)["user"] == "juser2"
     assert len(fake.events("session", "hub1")) == 1
-    probe.close()
 
 
-def test_a_session_owing_too_much_is_dropped(fake):
-    fake.configure(user_delay={"slow": 5.0})
-    probe = sessions(fake, channels=1)
-    master_up(fake, probe)
+def test_a_session_owing_too_much_is_dropped(fake, warm):
+    probe = warm(channels=1, user_delay={"slow": 5.0})
     for _ in range(probe_mod.MAX_OWED + 1):
         with pytest.raises(ProbeError, match="timed out"):
             probe.report("hub1", "slow", 0.1)
     assert probe.report("hub1", "juser1", 2.0)["user"] == "juser1"
     assert len(fake.events("session", "hub1")) == 2
-    probe.close()
 
 
-def test_a_closed_session_is_reported_and_replaced(fake):
-    fake.configure(exit_on=["boom"])
-    probe = sessions(fake)
-    master_up(fake, probe)
+def test_a_closed_session_is_reported_and_replaced(fake, warm):
+    probe = warm(exit_on=["boom"])
     with pytest.raises(ProbeError, match="session closed: ssh exit 255: Connection to hub closed"):
         probe.report("hub1", "boom", 2.0)
     assert probe.report("hub1", "juser1", 2.0)["user"] == "juser1"
     assert len(fake.events("session", "hub1")) == 2
-    probe.close()
 
 
-def test_close_ends_the_sessions(fake):
-    probe = sessions(fake)
-    master_up(fake, probe)
+def test_close_ends_the_sessions(fake, warm):
+    probe = warm()
     probe.report("hub1", "juser1", 2.0)
     pids = [int(row[0]) for row in fake.events("session", "hub1")]
     probe.close()
