@@ -1,6 +1,6 @@
 # multijhub: the two set-up commands.
-#   make demo     bring up the four-host test cluster and deploy multijhub on it
-#   make test     lint, unit tests, and the molecule scenario (what CI runs)
+#   make demo     bring up the four-host test cluster and deploy multijhub on it (demo settings)
+#   make test     lint, unit tests, and the molecule scenario (what CI runs; test settings)
 #   make destroy  tear the test cluster down
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -19,10 +19,19 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/collections
 export MULTIJHUB_REQUIRE_ALL_TESTS := 1
 export PATH := $(BIN):$(PATH)
 
+# Both scenarios run the cluster of molecule/cluster.yml: default (make test) with short timeouts,
+# demo (make demo) with what a person would try. The same container names: one cluster at a time.
 SCENARIO ?= default
+DEMO_SCENARIO := demo
+# $(call molecule,COMMAND,SCENARIO): molecule over the shared cluster file, with its working files
+# (state, generated inventory) at a known path of this checkout rather than a shared temporary one.
+molecule = MOLECULE_EPHEMERAL_DIRECTORY=$(CACHE)/molecule/$(2) \
+  $(BIN)/molecule -c $(CURDIR)/molecule/cluster.yml $(1) -s $(2)
 CLUSTER_NAMES := home1 hub1 hub2 frontdoor1 outsider
+# A stable inventory of the demo cluster for the operator commands (where.yml, drain.yml).
+DEMO_INVENTORY := $(CACHE)/demo/inventory.yml
 
-.PHONY: help venv image wheels ssh-key network sanity bench-placement bench-frontdoor bench-deploy lint unit docs docs-check molecule test demo status destroy clean-leftovers
+.PHONY: help venv image wheels demo-inventory ssh-key network sanity bench-placement bench-frontdoor bench-deploy lint unit docs docs-check molecule test demo status destroy clean-leftovers
 
 help:
 	@echo "make demo      bring up the test cluster and deploy multijhub on it"
@@ -74,8 +83,8 @@ ssh-key:
 clean-leftovers:
 	-podman rm -f -t 0 $(CLUSTER_NAMES) >/dev/null 2>&1
 	-podman network rm -f multijhub >/dev/null 2>&1
-	rm -rf $(HOME)/.cache/molecule/$(notdir $(CURDIR))/$(SCENARIO) $(HOME)/.ansible/tmp/molecule.*.$(SCENARIO)
-	rm -rf $(MULTIJHUB_CLUSTER_DIR)
+	rm -rf $(CACHE)/molecule
+	rm -rf $(MULTIJHUB_CLUSTER_DIR) $(dir $(DEMO_INVENTORY))
 	mkdir -p $(MULTIJHUB_CLUSTER_DIR)/home $(MULTIJHUB_CACHE_DIR)/wheels
 
 # The cluster's network, with the fixed subnet the test inventory's addresses live in.
@@ -83,25 +92,42 @@ network: clean-leftovers
 	podman network create --subnet 10.89.77.0/24 multijhub >/dev/null
 
 molecule: venv image wheels ssh-key network
-	$(BIN)/molecule test -s $(SCENARIO)
+	$(call molecule,test,$(SCENARIO))
 
 test: lint sanity docs-check unit molecule
 
 demo: venv image wheels ssh-key network
-	$(BIN)/molecule converge -s $(SCENARIO)
-	@$(MAKE) --no-print-directory status
+	$(call molecule,converge,$(DEMO_SCENARIO))
+	@$(MAKE) --no-print-directory demo-inventory status
+
+# The demo's inventory as one self-contained file for the operator commands (molecule's own
+# inventory is a directory of generated files).
+demo-inventory: venv
+	@mkdir -p $(dir $(DEMO_INVENTORY))
+	@$(BIN)/ansible-inventory --list --yaml --export --output $(DEMO_INVENTORY) \
+	  -i $(CACHE)/molecule/$(DEMO_SCENARIO)/inventory/ansible_inventory.yml
 
 status: venv
-	@$(BIN)/molecule list -s $(SCENARIO)
-	@echo "Front door: http://127.0.0.1:$${MULTIJHUB_FRONTDOOR_PORT:-18080}/  (users juser1/juser2, see molecule/default/molecule.yml)"
+	@$(call molecule,list,$(DEMO_SCENARIO))
+	@echo
+	@echo "Front door: http://127.0.0.1:$${MULTIJHUB_FRONTDOOR_PORT:-18080}/"
+	@echo "Users (test passwords, molecule/cluster.yml): juser1 / juser1-Test-pw, juser2 / juser2-Test-pw,"
+	@echo "  jadmin / jadmin-Test-pw (also the front door's admin: /admin)"
+	@echo "Operator commands, from this directory:"
+	@echo "  $(BIN)/ansible-playbook -i $(DEMO_INVENTORY) where.yml -e user=juser1"
+	@echo "  $(BIN)/ansible-playbook -i $(DEMO_INVENTORY) where.yml -e node=hub1"
+	@echo "  $(BIN)/ansible-playbook -i $(DEMO_INVENTORY) drain.yml -e node=hub1"
+	@echo "  $(BIN)/ansible-playbook -i $(DEMO_INVENTORY) drain.yml -e node=hub1 -e undrain=true"
+	@echo "Tear it down: make destroy"
 
 destroy: venv
-	-$(BIN)/molecule destroy -s $(SCENARIO)
+	-$(call molecule,destroy,$(DEMO_SCENARIO))
+	-$(call molecule,destroy,$(SCENARIO))
 	$(MAKE) --no-print-directory clean-leftovers
 
 # Single molecule steps on a running cluster, e.g. make molecule-verify / molecule-idempotence.
 molecule-%: venv
-	$(BIN)/molecule $* -s $(SCENARIO)
+	$(call molecule,$*,$(SCENARIO))
 
 # Benchmarks: numbers printed against a baseline of the same run (never asserted in tests).
 bench-placement: venv
@@ -113,7 +139,7 @@ bench-frontdoor: venv
 # On a freshly created test cluster: first site.yml, a second run (no change), where.yml, each
 # against `ansible all -m ping` measured in the same run.
 bench-deploy: venv image wheels ssh-key network
-	$(BIN)/molecule create -s $(SCENARIO)
-	$(BIN)/molecule prepare -s $(SCENARIO)
+	$(call molecule,create,$(SCENARIO))
+	$(call molecule,prepare,$(SCENARIO))
 	$(PY) bench/deploy/deploy_bench.py --first --repeat 11 \
-	  --inventory $$(ls -d $(HOME)/.ansible/tmp/molecule.*.$(SCENARIO)/inventory/ansible_inventory.yml | head -n1)
+	  --inventory $(CACHE)/molecule/$(SCENARIO)/inventory/ansible_inventory.yml

@@ -14,12 +14,15 @@ mkdir -p "$dest"
 reqs=$(mktemp)
 trap 'rm -f "$reqs"' EXIT
 # The hub's pins come from the jupyterhub role's defaults, the front door's from its requirements file.
-"$python" - "$repo/roles/jupyterhub/defaults/main.yml" >"$reqs" <<'PY'
+# The demo's notebook packages come from the demo scenario's settings (molecule/demo/molecule.yml).
+"$python" - "$repo/roles/jupyterhub/defaults/main.yml" "$repo/molecule/demo/molecule.yml" >"$reqs" <<'PY'
 import sys
 
 import yaml
 
 d = yaml.safe_load(open(sys.argv[1]))
+demo = yaml.safe_load(open(sys.argv[2]))
+print("\n".join(demo["provisioner"]["inventory"]["group_vars"]["hubs"]["jupyterhub_extra_pip_packages"]))
 for name, key in [
     ("jupyterhub", "jupyterhub_version"),
     ("jupyterlab", "jupyterhub_jupyterlab_version"),
