@@ -91,7 +91,9 @@ _raw:
       description: The user name.
       type: str
     state:
-      description: V(running), V(several), V(not_running) or V(unknown).
+      description:
+        - V(running), V(several), V(not_running), V(no_such_user) (every hub answered that it has
+          no account of that name) or V(unknown).
       type: str
     nodes:
       description: The hubs that run the user's server.
@@ -110,6 +112,10 @@ _raw:
     unanswered:
       description: The hubs that did not answer, with the reason.
       type: dict
+    no_account:
+      description: The hubs that answered that the user has no account there (never placed there).
+      type: list
+      elements: str
     placement:
       description:
         - When the state is V(not_running), the hub a new server would go to (C(node)) with
@@ -225,6 +231,8 @@ class LookupModule(LookupBase):
         loads: dict[str, NodeLoad] = {}
         for answer in answers:
             report = answer.report or {}
+            if report.get("user_exists") is False:
+                continue  # no account there: a server cannot start on that node
             host_vars = self._host_vars(variables, answer.node)
             loads[answer.node] = NodeLoad(
                 name=answer.node,

@@ -60,6 +60,8 @@ def answer_text(decision: Mapping[str, Any], base_urls: Mapping[str, str], hubs:
         return (
             f"{user}: no running server; a new one would go to {placement['node']} ({gib:.1f} GiB available)"
         )
+    if state == "no_such_user":
+        return f"no such user {user} on {', '.join(decision['no_account'])}"
     unanswered = decision["unanswered"]
     answered = [hub for hub in hubs if hub not in unanswered]
     found = f"no server found on {', '.join(answered)}" if answered else "no hub answered"
@@ -69,6 +71,12 @@ def answer_text(decision: Mapping[str, Any], base_urls: Mapping[str, str], hubs:
 def details_lines(decision: Mapping[str, Any], prune_command: str) -> list[str]:
     """Why hubs did not answer, and the stale runtime files with the command that prunes them."""
     lines = [f"{hub} did not answer: {reason}" for hub, reason in sorted(decision["unanswered"].items())]
+    missing = decision.get("no_account") or []
+    if missing and decision["state"] != "no_such_user":
+        lines.append(
+            f"{decision['user']} has no account on {', '.join(missing)}: no server can start there"
+            " (the same users must exist on every hub; site.yml's preflight checks it)"
+        )
     if decision["stale"]:
         lines.append(f"stale runtime files (no hub runs them): {', '.join(decision['stale'])}")
         lines.append(f"remove them with: {prune_command}")

@@ -9,7 +9,7 @@ from .usernames import validate_username
 
 __all__ = ["STATES", "Decision", "NodeAnswer", "decide", "hub_says_running"]
 
-STATES = ("running", "several", "not_running", "unknown")
+STATES = ("running", "several", "not_running", "no_such_user", "unknown")
 
 
 @dataclass
@@ -29,11 +29,13 @@ class Decision:
     """Where the user's server is, with the evidence behind it."""
 
     user: str
-    state: str  # "running" | "several" | "not_running" | "unknown"
+    state: str  # "running" | "several" | "not_running" | "no_such_user" | "unknown"
     nodes: list[str] = field(default_factory=list)
     servers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     stale: list[str] = field(default_factory=list)
     unanswered: dict[str, str] = field(default_factory=dict)
+    # Nodes that answered that the user has no account there (no server can run there).
+    no_account: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -79,8 +81,10 @@ def decide(user: str, answers: list[NodeAnswer]) -> Decision:
 
     A node runs the server when its report has running evidence or its hub says the server
     is ready/pending. Several nodes -> "several"; none, with a node unanswered -> "unknown"
-    (never "not_running"). Stale files (claimed by no node) are listed only when every node
-    answered with a report and no hub claims a server that has no runtime evidence.
+    (never "not_running"); none, with every node answering that the user has no account there
+    (``user_exists`` false) -> "no_such_user". Stale files (claimed by no node) are listed only
+    when every node answered with a report and no hub claims a server that has no runtime
+    evidence.
     """
     user = validate_username(user)
     servers: dict[str, list[dict[str, Any]]] = {}
@@ -88,12 +92,15 @@ def decide(user: str, answers: list[NodeAnswer]) -> Decision:
     seen_files: set[str] = set()
     claimed_files: set[str] = set()
     stale_allowed = True
+    no_account: list[str] = []
     for answer in answers:
         usable, reason = _usable(answer, user)
         if not usable:
             unanswered[answer.node] = reason or "did not answer"
             stale_allowed = False
             continue
+        if answer.report is not None and answer.report.get("user_exists") is False:
+            no_account.append(answer.node)
         running, seen, claimed = _running_on(answer)
         seen_files |= seen
         claimed_files |= claimed
@@ -108,7 +115,9 @@ def decide(user: str, answers: list[NodeAnswer]) -> Decision:
         state = "running"
     elif unanswered:
         state = "unknown"
+    elif no_account and len(no_account) == len(answers):
+        state = "no_such_user"
     else:
         state = "not_running"
     stale = sorted(seen_files - claimed_files) if stale_allowed else []
-    return Decision(user, state, nodes, {n: servers[n] for n in nodes}, stale, unanswered)
+    return Decision(user, state, nodes, {n: servers[n] for n in nodes}, stale, unanswered, sorted(no_account))

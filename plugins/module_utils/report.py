@@ -17,9 +17,9 @@ from .runtime import (
     list_runtime_files_as,
     runtime_dir_for,
 )
-from .usernames import lookup_user
+from .usernames import lookup_user, validate_username
 
-__all__ = ["evidence_to_dict", "meminfo", "node_report", "node_servers_report"]
+__all__ = ["evidence_to_dict", "meminfo", "missing_user_report", "node_report", "node_servers_report"]
 
 
 def meminfo(proc_root: str = "/proc") -> tuple[int, int]:
@@ -76,6 +76,7 @@ def node_report(
     return {
         "node": node or socket.gethostname(),
         "user": pw.pw_name,
+        "user_exists": True,
         "uid": pw.pw_uid,
         "runtime_dir": runtime_dir,
         "evidence": evidence,
@@ -85,6 +86,31 @@ def node_report(
         "singleuser_servers": (
             len(list_jupyter_processes(proc_root)) if singleuser_servers is None else singleuser_servers
         ),
+        "collected_at": time.time(),
+    }
+
+
+def missing_user_report(
+    username: str, *, node: str | None = None, proc_root: str = "/proc"
+) -> dict[str, Any]:
+    """This node's answer for a valid name that has no account here (``user_exists`` false).
+
+    An answer, not a failure: the node was asked and answered (a typo at ``where.yml``, or an
+    account missing on this node only). No server of that user can run here: no evidence, no
+    runtime directory. Raises InvalidUsername for a malformed name.
+    """
+    mem_available, mem_total = meminfo(proc_root)
+    return {
+        "node": node or socket.gethostname(),
+        "user": validate_username(username),
+        "user_exists": False,
+        "uid": None,
+        "runtime_dir": None,
+        "evidence": [],
+        "servers": [],
+        "mem_available": mem_available,
+        "mem_total": mem_total,
+        "singleuser_servers": len(list_jupyter_processes(proc_root)),
         "collected_at": time.time(),
     }
 

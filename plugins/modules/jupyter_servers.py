@@ -30,7 +30,9 @@ options:
   user:
     description:
       - The user name. Validated strictly (C(^[a-z_][a-z0-9_.-]{0,31}$), no C(..)) before any
-        path is built, and must exist on the node.
+        path is built.
+      - A valid name without an account on the node is an answer, not a failure
+        (RV(user_exists=false), no evidence).
       - Required unless O(all_users=true).
     type: str
   runtime_template:
@@ -95,13 +97,18 @@ user:
   returned: when O(user) is given
   type: str
   sample: juser1
+user_exists:
+  description: Whether the user has an account on this node (false for a typo, or an account missing here).
+  returned: when O(user) is given and O(prune) is not
+  type: bool
+  sample: true
 uid:
-  description: The user's uid.
+  description: The user's uid (null without an account).
   returned: when O(user) is given and O(prune) is not
   type: int
   sample: 1001
 runtime_dir:
-  description: The runtime directory that was listed (or pruned).
+  description: The runtime directory that was listed (or pruned); null without an account.
   returned: when O(user) is given
   type: str
   sample: /home/juser1/.local/share/jupyter/runtime
@@ -191,6 +198,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.multijhub.cluster.plugins.module_utils.report import (
+    missing_user_report,
     node_report,
     node_servers_report,
 )
@@ -260,7 +268,12 @@ def main() -> None:
         validate_username(user)
         if module.params["prune"] is not None:
             _prune(module, user, module.params["prune"])
-        report = node_report(user, runtime_template=module.params["runtime_template"])
+        try:
+            report = node_report(user, runtime_template=module.params["runtime_template"])
+        except UnknownUser:
+            # An answer, not a failure: this node has no such account (a typo, or a user
+            # missing here only). The lookup tells which.
+            report = missing_user_report(user)
     except InvalidUsername as exc:
         module.fail_json(msg=f"invalid user name: {exc}")
     except UnknownUser as exc:

@@ -147,3 +147,30 @@ def test_no_nodes_is_not_running() -> None:
 def test_decide_validates_user(bad: object) -> None:
     with pytest.raises(InvalidUsername):
         decide(bad, [])  # type: ignore[arg-type]
+
+
+def no_account(node: str, user: str = "juser9") -> dict[str, Any]:
+    return {**report(node, user), "user_exists": False, "uid": None, "evidence": [], "servers": []}
+
+
+def test_a_name_no_hub_knows_is_no_such_user_not_unknown() -> None:
+    answers = [NodeAnswer(n, True, no_account(n)) for n in ("hub1", "hub2")]
+    decision = decide("juser9", answers)
+    assert decision.state == "no_such_user"
+    assert decision.no_account == ["hub1", "hub2"]
+    assert decision.unanswered == {}
+
+
+def test_no_account_on_every_answering_hub_but_one_silent_is_still_unknown() -> None:
+    answers = [NodeAnswer("hub1", True, no_account("hub1")), NodeAnswer("hub2", False, error="timed out")]
+    assert decide("juser9", answers).state == "unknown"
+
+
+def test_an_account_missing_on_one_hub_is_not_running_with_that_hub_named() -> None:
+    answers = [
+        NodeAnswer("hub1", True, report("hub1", "juser9")),
+        NodeAnswer("hub2", True, no_account("hub2")),
+    ]
+    decision = decide("juser9", answers)
+    assert decision.state == "not_running"
+    assert decision.no_account == ["hub2"]

@@ -57,8 +57,20 @@ def test_hostile_user_fails_clearly(bad: str) -> None:
     assert result["msg"].startswith("invalid user name: ")
 
 
+def test_a_user_without_an_account_here_is_an_answer() -> None:
+    result = run({"user": "multijhub_nosuchuser"})
+    assert result["changed"] is False and not result.get("failed")
+    assert result["user_exists"] is False and result["evidence"] == [] and result["runtime_dir"] is None
+    fact = result["ansible_facts"]["multijhub_jupyter_servers"]
+    assert fact["user"] == "multijhub_nosuchuser" and fact["mem_available"] > 0
+    assert run({"user": "root"})["user_exists"] is True
+
+
 def test_unknown_user_and_bad_combinations() -> None:
-    assert fail({"user": "multijhub_nosuchuser"})["msg"] == "no such user: 'multijhub_nosuchuser'"
+    # Pruning needs the account (its home): there it stays an error.
+    assert fail({"user": "multijhub_nosuchuser", "prune": ["jpserver-1.json"]})["msg"] == (
+        "no such user: 'multijhub_nosuchuser'"
+    )
     assert "required" in fail({})["msg"]
     assert "cannot be combined" in fail({"user": "root", "all_users": True})["msg"]
     assert "invalid user name" in fail({"user": "../etc", "prune": ["jpserver-1.json"]})["msg"]

@@ -1,0 +1,73 @@
+"""Issue 16 on the cluster: a typo at where.yml, answers that read as answers, homes that differ
+between hosts or are links, and named servers refused before anything changes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import recap
+
+ANSWERS = "multijhub.cluster.answers"
+
+
+def last_line(output: str) -> str:
+    return [line for line in output.splitlines() if line.strip()][-1]
+
+
+def test_a_typo_at_where_yml_is_no_such_user_on_every_hub(playbook, tmp_path):
+    out = tmp_path / "where.json"
+    result = playbook.run("where.yml", "-e", "user=juser9", "-e", f"where_json={out}", callback=ANSWERS)
+    assert result.returncode == 2, result.stdout[-3000:]
+    assert last_line(result.stdout) == "no such user juser9 on hub1, hub2"
+    # No red blocks: the hubs answered, and the exit status task is silent.
+    assert "FAILED!" not in result.stdout and "UNREACHABLE!" not in result.stdout
+    assert "[ERROR]" not in result.stdout
+    assert json.loads(out.read_text())["state"] == "no_such_user"
+
+
+USERS = ["juser1", "juser2", "jadmin"]
+
+
+@pytest.fixture
+def odd_homes(cluster):
+    """juser4: home a link on the home host; juser5: another home path on hub2 (same UID)."""
+    for name, host in cluster.items():
+        home5 = "/srv/juser5" if name == "hub2" else "/home/juser5"
+        host.run_expect([0], "useradd -M -u 2094 -d /home/juser4 -s /bin/bash juser4")
+        host.run_expect([0], f"useradd -M -u 2095 -d {home5} -s /bin/bash juser5")
+    cluster["home1"].run_expect(
+        [0], "mkdir -p /home/big/juser4 /home/juser5 && ln -s big/juser4 /home/juser4"
+    )
+    yield
+    for host in cluster.values():
+        host.run("userdel juser4; userdel juser5")
+    cluster["home1"].run("rm -rf /home/juser4 /home/big /home/juser5")
+
+
+def test_preflight_names_homes_that_differ_or_are_links(playbook, odd_homes):
+    args = {
+        "target": "home:hubs:frontdoor",
+        "role": "common",
+        "multijhub_users": [*USERS, "juser4", "juser5"],
+    }
+    result = playbook.run("molecule/default/tests/playbooks/apply_role.yml", "-e", json.dumps(args))
+    assert result.returncode != 0
+    out = result.stdout
+    assert "Preflight failed, nothing was changed" in out, out[-3000:]
+    assert "user juser4: home /home/juser4 on home1 is a symbolic link to /home/big/juser4" in out
+    assert "user juser5 has a different home directory across hosts:" in out
+    assert "hub2=/srv/juser5" in out and "hub1=/home/juser5" in out
+    assert all(stats["changed"] == 0 for stats in recap(out).values())
+
+
+def test_named_servers_are_refused_before_anything_changes(playbook):
+    args = {
+        "target": "hubs",
+        "role": "jupyterhub",
+        "jupyterhub_extra_config": "c.JupyterHub.allow_named_servers = True\n",
+    }
+    result = playbook.run("molecule/default/tests/playbooks/apply_role.yml", "-e", json.dumps(args))
+    assert result.returncode != 0
+    assert "turns on c.JupyterHub.allow_named_servers, which multijhub does not support" in result.stdout
+    assert all(stats["changed"] == 0 for stats in recap(result.stdout).values())
