@@ -71,6 +71,15 @@ def answer_text(decision: Mapping[str, Any], base_urls: Mapping[str, str], hubs:
 def details_lines(decision: Mapping[str, Any], prune_command: str) -> list[str]:
     """Why hubs did not answer, and the stale runtime files with the command that prunes them."""
     lines = [f"{hub} did not answer: {reason}" for hub, reason in sorted(decision["unanswered"].items())]
+    for node, servers in sorted(decision["servers"].items()):
+        for server in servers:
+            after = float(server.get("started_after_file") or 0)
+            if server.get("source") == "runtime" and after > 0:
+                lines.append(
+                    f"{node}: process {server.get('pid')} started {after:.0f} s after its runtime file was"
+                    f" written: the clocks of {node} and the host holding the homes differ (check NTP);"
+                    " counted as running"
+                )
     missing = decision.get("no_account") or []
     if missing and decision["state"] != "no_such_user":
         lines.append(

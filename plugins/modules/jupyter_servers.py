@@ -135,9 +135,16 @@ evidence:
       type: float
       sample: 1732620000.5
     verdict:
-      description: V(running) (this node runs it) or V(not-here).
+      description:
+        - V(running) (this node runs it) or V(not-here). A process that started after its file
+          was written counts as running up to 900 seconds later (clock skew between this node
+          and the host holding the homes); later, the PID is taken as reused.
       type: str
       sample: running
+    started_after_file:
+      description: Seconds the process started after its file was written, beyond 1 s; 0 otherwise.
+      type: float
+      sample: 0.0
     reason:
       description: Why.
       type: str

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import recap
+from conftest import login_and_spawn, recap, stop_server
 
 ANSWERS = "multijhub.cluster.answers"
 
@@ -24,6 +24,36 @@ def test_a_typo_at_where_yml_is_no_such_user_on_every_hub(playbook, tmp_path):
     assert "FAILED!" not in result.stdout and "UNREACHABLE!" not in result.stdout
     assert "[ERROR]" not in result.stdout
     assert json.loads(out.read_text())["state"] == "no_such_user"
+
+
+RUNTIME = "/home/juser2/.local/share/jupyter/runtime"
+
+
+def test_clock_skew_never_makes_a_live_server_stale(playbook, home, hub1, hub2, tmp_path):
+    """The home host's clock 10 s behind hub2's: the file's mtime is before the process start."""
+    for hub in (hub1, hub2):
+        stop_server(hub, "juser2")
+    login_and_spawn(hub2, "juser2")
+    try:
+        out = tmp_path / "where.json"
+        playbook.run("where.yml", "-e", "user=juser2", "-e", f"where_json={out}")
+        decision = json.loads(out.read_text())
+        assert decision["state"] == "running", decision
+        server = next(s for s in decision["servers"]["hub2"] if s["source"] == "runtime")
+        name, start = server["file"], server["process"]["start_time"]
+        home.run_expect([0], f"touch -m -d @{start - 10:.0f} {RUNTIME}/{name}")
+
+        result = playbook.run(
+            "where.yml", "-e", "user=juser2", "-e", "prune=true", "-e", f"where_json={out}", callback=ANSWERS
+        )
+        assert result.returncode == 0, result.stdout[-3000:]
+        decision = json.loads(out.read_text())
+        assert (decision["state"], decision["nodes"], decision["stale"]) == ("running", ["hub2"], [])
+        assert home.file(f"{RUNTIME}/{name}").exists, "a live server's file was pruned"
+        assert last_line(result.stdout).startswith("juser2: running on hub2")
+        assert "the clocks of hub2 and the host holding the homes differ" in result.stdout
+    finally:
+        stop_server(hub2, "juser2")
 
 
 USERS = ["juser1", "juser2", "jadmin"]

@@ -140,3 +140,19 @@ def test_an_account_missing_on_one_hub_is_explained() -> None:
         "juser3 has no account on hub2: no server can start there"
         " (the same users must exist on every hub; site.yml's preflight checks it)"
     ]
+
+
+def test_clock_skew_is_explained() -> None:
+    server = {"source": "runtime", "pid": 42, "uptime": 5, "started_after_file": 10.2}
+    decision = {
+        "user": "juser1",
+        "state": "running",
+        "nodes": ["hub2"],
+        "servers": {"hub2": [server]},
+        "stale": [],
+        "unanswered": {},
+    }
+    assert details_lines(decision, "prune") == [
+        "hub2: process 42 started 10 s after its runtime file was written: the clocks of hub2 and the host"
+        " holding the homes differ (check NTP); counted as running"
+    ]
