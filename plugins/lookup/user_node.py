@@ -123,8 +123,10 @@ _raw:
       type: dict
     urls:
       description:
-        - Each hub's public URL (host variable C(jupyterhub_public_url), by default
-          C(http://<hub>:<jupyterhub_port or 8000>)).
+        - Each hub's public URL (host variable C(jupyterhub_public_url), a URL without a path
+          getting C(jupyterhub_base_url) appended; by default
+          C(http://<hub>:<jupyterhub_port or 8000><jupyterhub_base_url>)), as the front door
+          computes it (filter M(multijhub.cluster.hub_public_url)).
       type: dict
     answer:
       description:
@@ -147,6 +149,7 @@ from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 from ansible_collections.multijhub.cluster.plugins.module_utils.answer import answer_text, details_lines
 from ansible_collections.multijhub.cluster.plugins.module_utils.decision import NodeAnswer, decide
+from ansible_collections.multijhub.cluster.plugins.module_utils.hubs import hub_public_url
 from ansible_collections.multijhub.cluster.plugins.module_utils.placement import (
     NodeLoad,
     choose_node,
@@ -222,10 +225,15 @@ class LookupModule(LookupBase):
 
     def _base_url(self, host: str, variables: dict[str, Any]) -> str:
         host_vars = self._host_vars(variables, host)
-        url = host_vars.get("jupyterhub_public_url")
-        if url:
-            return str(url)
-        return f"http://{host}:{host_vars.get('jupyterhub_port') or 8000}"
+        try:
+            return hub_public_url(
+                host,
+                host_vars.get("jupyterhub_public_url") or None,
+                host_vars.get("jupyterhub_port") or None,
+                host_vars.get("jupyterhub_base_url") or "/",
+            )
+        except ValueError as exc:
+            raise AnsibleLookupError(f"multijhub.cluster.user_node: {exc}") from None
 
     def _placement(self, answers: list[NodeAnswer], variables: dict[str, Any]) -> dict[str, Any] | None:
         loads: dict[str, NodeLoad] = {}
