@@ -174,12 +174,16 @@ def _as_bool(value: Any) -> bool:  # noqa: ANN401
 
 
 def _add_uptimes(decision: dict[str, Any], answers: list[NodeAnswer]) -> None:
-    """Add ``uptime`` (seconds, by the hub's own clock) to each runtime server."""
+    """Add ``uptime`` (seconds, by the hub's own clock) to each server found in /proc."""
     collected = {a.node: float((a.report or {}).get("collected_at", 0)) for a in answers}
     for node, servers in decision["servers"].items():
         for server in servers:
             process = server.get("process") or {}
-            if server.get("source") == "runtime" and process.get("start_time") and collected.get(node):
+            if (
+                server.get("source") in ("runtime", "proc")
+                and process.get("start_time")
+                and collected.get(node)
+            ):
                 server["uptime"] = max(0.0, collected[node] - float(process["start_time"]))
 
 
@@ -221,7 +225,10 @@ class LookupModule(LookupBase):
         max_age = self.get_option("max_age")
         if max_age and time.time() - float(report.get("collected_at", 0)) > max_age:
             return NodeAnswer(node=host, ok=False, error=f"answer older than {max_age} s")
-        return NodeAnswer(node=host, ok=True, report=report)
+        hub_server = report.get("hub_server")
+        return NodeAnswer(
+            node=host, ok=True, report=report, hub_server=hub_server if isinstance(hub_server, dict) else None
+        )
 
     def _base_url(self, host: str, variables: dict[str, Any]) -> str:
         host_vars = self._host_vars(variables, host)

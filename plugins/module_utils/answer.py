@@ -28,11 +28,12 @@ def server_url(base_url: str, user: str) -> str:
 
 
 def _evidence(servers: Sequence[Mapping[str, Any]]) -> str:
-    runtime = [s for s in servers if s.get("source") == "runtime"]
-    if runtime:
-        pids = ", pid ".join(str(s.get("pid")) for s in runtime)
-        return f"pid {pids}, up {uptime_text(float(runtime[0].get('uptime') or 0))}"
-    hub = servers[0] if servers else {}
+    for source, note in (("runtime", ""), ("proc", ", no runtime file")):
+        found = [s for s in servers if s.get("source") == source]
+        if found:
+            pids = ", pid ".join(str(s.get("pid")) for s in found)
+            return f"pid {pids}, up {uptime_text(float(found[0].get('uptime') or 0))}{note}"
+    hub = next((s for s in servers if s.get("source") == "hub"), {})
     return "hub API: " + ("ready" if hub.get("ready") else "pending")
 
 
@@ -80,6 +81,18 @@ def details_lines(decision: Mapping[str, Any], prune_command: str) -> list[str]:
                     f" written: the clocks of {node} and the host holding the homes differ (check NTP);"
                     " counted as running"
                 )
+    for node, problem in sorted((decision.get("problems") or {}).items()):
+        if problem.get("runtime_error"):
+            lines.append(
+                f"{node}: {problem['runtime_error']}; its processes were checked instead. The service"
+                " group's listing grant may be broken (e.g. by chmod 700 on the home): site.yml restores it"
+                " (ansible-playbook site.yml --limit home)"
+            )
+        if problem.get("hub_error"):
+            lines.append(
+                f"{node}: its hub API gave no answer ({problem['hub_error']});"
+                " the runtime files and /proc did"
+            )
     missing = decision.get("no_account") or []
     if missing and decision["state"] != "no_such_user":
         lines.append(

@@ -36,6 +36,9 @@ class Decision:
     unanswered: dict[str, str] = field(default_factory=dict)
     # Nodes that answered that the user has no account there (no server can run there).
     no_account: list[str] = field(default_factory=list)
+    # Per node, what one of its sources could not say although the node answered
+    # (``runtime_error``: the runtime directory could not be listed; ``hub_error``: the hub API).
+    problems: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -60,15 +63,26 @@ def _usable(answer: NodeAnswer, user: str) -> tuple[bool, str | None]:
 
 
 def _running_on(answer: NodeAnswer) -> tuple[list[dict[str, Any]], set[str], set[str]]:
-    """(servers running on the node, files it saw, files it claims as running)."""
+    """(servers running on the node, files it saw, files it claims as running).
+
+    Three sources, each enough: the runtime files checked against /proc (``source=runtime``),
+    the user's Jupyter processes found by UID when the node reports them (``source=proc``: a
+    server whose file is gone, e.g. deleted by ``jupyter server list`` on another node, or a
+    runtime directory that cannot be listed), and the hub's API (``source=hub``).
+    """
     running: list[dict[str, Any]] = []
     seen: set[str] = set()
     claimed: set[str] = set()
-    for ev in (answer.report or {}).get("evidence", []):
+    report = answer.report or {}
+    for ev in report.get("evidence", []):
         seen.add(ev["file"])
         if ev.get("verdict") == "running":
             claimed.add(ev["file"])
             running.append(dict(ev, source="runtime"))
+    claimed_pids = {server.get("pid") for server in running}
+    for proc in report.get("processes") or []:
+        if proc.get("pid") not in claimed_pids:
+            running.append({"source": "proc", "pid": proc.get("pid"), "process": proc})
     if hub_says_running(answer.hub_server):
         hub = answer.hub_server or {}
         keys = ("ready", "pending", "url", "started", "last_activity")
@@ -93,6 +107,7 @@ def decide(user: str, answers: list[NodeAnswer]) -> Decision:
     claimed_files: set[str] = set()
     stale_allowed = True
     no_account: list[str] = []
+    problems: dict[str, dict[str, str]] = {}
     for answer in answers:
         usable, reason = _usable(answer, user)
         if not usable:
@@ -101,11 +116,17 @@ def decide(user: str, answers: list[NodeAnswer]) -> Decision:
             continue
         if answer.report is not None and answer.report.get("user_exists") is False:
             no_account.append(answer.node)
+        report = answer.report or {}
+        found = {key: str(report[key]) for key in ("runtime_error", "hub_error") if report.get(key)}
+        if found:
+            problems[answer.node] = found
         running, seen, claimed = _running_on(answer)
         seen_files |= seen
         claimed_files |= claimed
-        if answer.report is None or (running and not claimed):
-            stale_allowed = False  # no listing, or a hub claim without runtime evidence
+        if answer.report is None or answer.report.get("runtime_error") or (running and not claimed):
+            # No (complete) listing, or a live server without runtime evidence: one of the
+            # files that look stale may be its file.
+            stale_allowed = False
         if running:
             servers[answer.node] = running
     nodes = sorted(servers)
@@ -120,4 +141,6 @@ def decide(user: str, answers: list[NodeAnswer]) -> Decision:
     else:
         state = "not_running"
     stale = sorted(seen_files - claimed_files) if stale_allowed else []
-    return Decision(user, state, nodes, {n: servers[n] for n in nodes}, stale, unanswered, sorted(no_account))
+    return Decision(
+        user, state, nodes, {n: servers[n] for n in nodes}, stale, unanswered, sorted(no_account), problems
+    )

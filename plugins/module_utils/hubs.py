@@ -1,10 +1,12 @@
-"""A hub's public URL: the one rule the lookup, the front door and the preflight share."""
+"""Hub rules the lookup, the module and the front door share: a hub's public URL, and what its
+REST API says of a user's server."""
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["hub_public_url"]
+__all__ = ["default_server", "hub_public_url"]
 
 
 def hub_public_url(
@@ -37,3 +39,24 @@ def hub_public_url(
             " or make them equal"
         )
     return url.rstrip("/")
+
+
+def default_server(status: int, model: object) -> dict[str, Any] | None:
+    """The user's default server (``servers[""]``) from ``GET /hub/api/users/{name}``, or None.
+
+    ``status`` is the HTTP status and ``model`` the decoded JSON body. 404 (the hub knows no
+    such user) and a user without a default server are None: the hub runs no server of theirs.
+    Raises ValueError for any other answer (the caller reports the hub API as not answering).
+    """
+    if status == 404:
+        return None
+    if status != 200 or not isinstance(model, dict):
+        raise ValueError(f"hub API answered HTTP {status}")
+    servers = model.get("servers")
+    if not isinstance(servers, dict):
+        # The user model carries "servers" only with the read:servers scope.
+        raise ValueError("hub API gave no servers (token lacks read:servers?)")
+    server = servers.get("")
+    if server is not None and not isinstance(server, dict):
+        raise ValueError("hub API gave an unexpected server model")
+    return server

@@ -16,6 +16,7 @@ __all__ = [
     "ProcessInfo",
     "check_file",
     "is_jupyter_server",
+    "is_singleuser_server",
     "list_jupyter_processes",
     "read_process",
     "redact_cmdline",
@@ -27,6 +28,9 @@ SERVER_COMMANDS = frozenset(
 SERVER_MODULES = frozenset(
     {"jupyterlab", "jupyter_server", "notebook", "jupyterhub.singleuser", "jupyterlab.labhubapp"}
 )
+# JupyterHub's single-user server: what the hubs' spawners run for a user.
+SINGLEUSER_COMMANDS = frozenset({"jupyterhub-singleuser"})
+SINGLEUSER_MODULES = frozenset({"jupyterhub.singleuser"})
 # A process may start up to this many seconds after its file was written and still count
 # (btime has a resolution of one second).
 START_TOLERANCE = 1.0
@@ -127,6 +131,20 @@ def _python_target(args: Sequence[str]) -> tuple[str, str] | None:
         elif not arg.startswith("-"):
             return "script", os.path.basename(arg)
     return None
+
+
+def is_singleuser_server(cmdline: Sequence[str]) -> bool:
+    """True if the command line is JupyterHub's single-user server (what a hub's spawner runs)."""
+    if not cmdline:
+        return False
+    first = os.path.basename(cmdline[0])
+    if first in SINGLEUSER_COMMANDS:
+        return True
+    target = _python_target(cmdline[1:]) if _PYTHON.fullmatch(first) else None
+    if target is None:
+        return False
+    kind, name = target
+    return name in (SINGLEUSER_COMMANDS if kind == "script" else SINGLEUSER_MODULES)
 
 
 def is_jupyter_server(cmdline: Sequence[str]) -> bool:

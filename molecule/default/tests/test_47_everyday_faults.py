@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import login_and_spawn, recap, stop_server
+from conftest import frontdoor_login, login_and_spawn, recap, stop_server
 
 ANSWERS = "multijhub.cluster.answers"
 
@@ -54,6 +54,51 @@ def test_clock_skew_never_makes_a_live_server_stale(playbook, home, hub1, hub2, 
         assert "the clocks of hub2 and the host holding the homes differ" in result.stdout
     finally:
         stop_server(hub2, "juser2")
+
+
+def test_jupyter_server_list_on_another_hub_does_not_hide_a_server(playbook, hub1, hub2, home):
+    """A user's own `jupyter server list` on hub1 deletes hub2's live runtime file (shared home)."""
+    for hub in (hub1, hub2):
+        stop_server(hub, "juser2")
+    login_and_spawn(hub2, "juser2")
+    try:
+        files = home.run_test(f"ls {RUNTIME}").stdout.split()
+        assert any(name.startswith("jpserver-") for name in files), files
+        hub1.run_test("runuser -u juser2 -- /opt/multijhub/jupyterhub/bin/jupyter server list")
+        files = home.run_test(f"ls {RUNTIME}").stdout.split()
+        assert not any(name.startswith("jpserver-") for name in files), f"the fault did not happen: {files}"
+
+        result = playbook.run("where.yml", "-e", "user=juser2", callback=ANSWERS)
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert last_line(result.stdout).startswith("juser2: running on hub2 (pid "), result.stdout[-2000:]
+        assert "no runtime file" in last_line(result.stdout)
+    finally:
+        stop_server(hub2, "juser2")
+
+
+def test_chmod_700_on_a_home_does_not_lock_the_user_out_of_the_front_door(playbook, home, hub1, hub2):
+    for hub in (hub1, hub2):
+        stop_server(hub, "juser2")
+    login_and_spawn(hub2, "juser2")
+    home.run_test("chmod 700 /home/juser2")
+    try:
+        # The fault is real: the front door's probe account can no longer list the directory.
+        denied = hub2.run(f"runuser -u multijhub-probe -- ls {RUNTIME}")
+        assert denied.rc != 0 and "Permission denied" in denied.stderr
+        _, landing = frontdoor_login("juser2")
+        assert landing.status == 200 and landing.hub == "hub2", (landing.status, landing.response.text[:500])
+        stop_server(hub2, "juser2")
+        _, landing = frontdoor_login("juser2")  # no server: placed, not "cannot tell" (503)
+        assert landing.status == 200 and landing.hub in ("hub1", "hub2"), landing.response.text[:500]
+    finally:
+        stop_server(hub2, "juser2")
+        repair = playbook.run(
+            "molecule/default/tests/playbooks/apply_role.yml",
+            "-e",
+            json.dumps({"target": "home", "role": "runtime_acl"}),
+        )
+        assert repair.returncode == 0, repair.stdout[-3000:]
+    assert hub2.run(f"runuser -u multijhub-probe -- ls {RUNTIME}").rc == 0
 
 
 USERS = ["juser1", "juser2", "jadmin"]

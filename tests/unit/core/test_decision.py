@@ -174,3 +174,32 @@ def test_an_account_missing_on_one_hub_is_not_running_with_that_hub_named() -> N
     decision = decide("juser9", answers)
     assert decision.state == "not_running"
     assert decision.no_account == ["hub2"]
+
+
+def test_a_singleuser_process_without_its_file_is_running() -> None:
+    rep = {
+        **report("hub1"),
+        "processes": [{"pid": 4242, "start_time": 1.0, "cmdline": ["jupyterhub-singleuser"]}],
+    }
+    decision = decide("juser1", [NodeAnswer("hub1", True, rep), NodeAnswer("hub2", True, report("hub2"))])
+    assert (decision.state, decision.nodes) == ("running", ["hub1"])
+    assert decision.servers["hub1"][0]["source"] == "proc"
+
+
+def test_a_process_with_its_file_is_counted_once() -> None:
+    rep = {**report("hub1", running=("jpserver-4242.json",)), "processes": [{"pid": 4242, "start_time": 1.0}]}
+    decision = decide("juser1", [NodeAnswer("hub1", True, rep)])
+    assert [s["source"] for s in decision.servers["hub1"]] == ["runtime"]
+
+
+def test_an_unlistable_runtime_directory_answers_but_allows_no_pruning() -> None:
+    broken = {
+        **report("hub1"),
+        "runtime_error": "cannot list the runtime directory: permission denied",
+        "processes": [],
+    }
+    other = report("hub2", other=("jpserver-7.json",))
+    decision = decide("juser1", [NodeAnswer("hub1", True, broken), NodeAnswer("hub2", True, other)])
+    assert decision.state == "not_running" and decision.unanswered == {}
+    assert decision.stale == []  # hub1 could not list: jpserver-7.json may be its server's
+    assert decision.problems == {"hub1": {"runtime_error": broken["runtime_error"]}}

@@ -11,6 +11,7 @@ from multijhub_core.procs import (
     CLOCK_SKEW_MAX,
     check_file,
     is_jupyter_server,
+    is_singleuser_server,
     list_jupyter_processes,
     read_process,
     redact_cmdline,
@@ -212,3 +213,19 @@ def test_fake_proc_root_uid_mismatch_and_comm_with_parens(tmp_path: Path) -> Non
     early = RuntimeFile("jpserver-4242.json", 4242, "jpserver", 1010.0 - CLOCK_SKEW_MAX - 1)
     assert check_file(early, 1001, str(tmp_path)).verdict == "not-here"
     assert [p.pid for p in list_jupyter_processes(str(tmp_path))] == [4242]
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "expected"),
+    [
+        (["/v/bin/python3", "/v/bin/jupyterhub-singleuser", "--port=1"], True),
+        (["jupyterhub-singleuser"], True),
+        (["/usr/bin/python3", "-m", "jupyterhub.singleuser"], True),
+        (["/v/bin/python3", "/v/bin/jupyter-lab"], False),
+        (["/v/bin/jupyter-server"], False),
+        (["/v/bin/python3", "-m", "ipykernel_launcher", "-f", "k.json"], False),
+        ([], False),
+    ],
+)
+def test_is_singleuser_server(cmdline: list[str], expected: bool) -> None:
+    assert is_singleuser_server(cmdline) is expected
