@@ -7,7 +7,7 @@ from typing import Any
 
 from .usernames import validate_username
 
-__all__ = ["STATES", "Decision", "NodeAnswer", "decide", "hub_says_running"]
+__all__ = ["STATES", "Decision", "NodeAnswer", "combine", "decide", "hub_says_running", "report_says_running"]
 
 STATES = ("running", "several", "not_running", "no_such_user", "unknown")
 
@@ -50,6 +50,41 @@ def hub_says_running(hub_server: dict[str, Any] | None) -> bool:
     if not isinstance(hub_server, dict):
         return False
     return bool(hub_server.get("ready")) or bool(hub_server.get("pending"))
+
+
+def report_says_running(report: dict[str, Any] | None) -> bool:
+    """True when a node's report shows a server of the user: running runtime evidence, or one of
+    the user's single-user processes found by UID."""
+    if not isinstance(report, dict):
+        return False
+    return any(ev.get("verdict") == "running" for ev in report.get("evidence", [])) or bool(
+        report.get("processes")
+    )
+
+
+def combine(
+    node: str, hub: tuple[bool, Any, str | None], probe: tuple[bool, Any, str | None]
+) -> tuple[NodeAnswer, bool]:
+    """One node's answer from its two sources, and whether both answered.
+
+    ``hub`` and ``probe`` are (answered, value, error): the hub API's ``servers[""]`` (or None) and
+    the node's report. A positive answer from either source is enough to say the server runs there
+    (the hub API is the authority for hub-spawned servers, the node's /proc for the rest); "not
+    running here" needs both sources.
+    """
+    hub_ok, hub_server, hub_err = hub
+    probe_ok, report, probe_err = probe
+    both = hub_ok and probe_ok
+    positive = (hub_ok and hub_says_running(hub_server)) or (probe_ok and report_says_running(report))
+    errors = "; ".join(e for e in (hub_err, probe_err) if e)
+    answer = NodeAnswer(
+        node=node,
+        ok=both or positive,
+        report=report if probe_ok else None,
+        error=errors or None,
+        hub_server=hub_server if hub_ok else None,
+    )
+    return answer, both
 
 
 def _usable(answer: NodeAnswer, user: str) -> tuple[bool, str | None]:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from multijhub_core.decision import NodeAnswer, decide
+from multijhub_core.decision import NodeAnswer, combine, decide
 from multijhub_core.report import node_report
 from multijhub_core.usernames import InvalidUsername
 from multijhub_servers import Server, fake_proc
@@ -203,3 +203,15 @@ def test_an_unlistable_runtime_directory_answers_but_allows_no_pruning() -> None
     assert decision.state == "not_running" and decision.unanswered == {}
     assert decision.stale == []  # hub1 could not list: jpserver-7.json may be its server's
     assert decision.problems == {"hub1": {"runtime_error": broken["runtime_error"]}}
+
+
+def test_combine_either_source_positive_is_enough() -> None:
+    by_proc = {**report("hub1"), "processes": [{"pid": 7, "start_time": 1.0}], "runtime_error": "denied"}
+    answer, both = combine("hub1", (False, None, "hub API: timed out"), (True, by_proc, None))
+    assert answer.ok and not both
+    assert decide("juser1", [answer]).nodes == ["hub1"]
+    # Nothing positive and one source silent: not an answer.
+    answer, both = combine("hub1", (False, None, "hub API: timed out"), (True, report("hub1"), None))
+    assert not answer.ok and answer.error == "hub API: timed out"
+    answer, both = combine("hub1", (True, {"ready": True}, None), (False, None, "probe: timed out"))
+    assert answer.ok and answer.hub_server == {"ready": True}
