@@ -91,7 +91,9 @@ _raw:
       description: The user name.
       type: str
     state:
-      description: V(running), V(several), V(not_running) or V(unknown).
+      description:
+        - V(running), V(several), V(not_running), V(no_such_user) (every hub answered that it has
+          no account of that name) or V(unknown).
       type: str
     nodes:
       description: The hubs that run the user's server.
@@ -110,6 +112,10 @@ _raw:
     unanswered:
       description: The hubs that did not answer, with the reason.
       type: dict
+    no_account:
+      description: The hubs that answered that the user has no account there (never placed there).
+      type: list
+      elements: str
     placement:
       description:
         - When the state is V(not_running), the hub a new server would go to (C(node)) with
@@ -117,8 +123,10 @@ _raw:
       type: dict
     urls:
       description:
-        - Each hub's public URL (host variable C(jupyterhub_public_url), by default
-          C(http://<hub>:<jupyterhub_port or 8000>)).
+        - Each hub's public URL (host variable C(jupyterhub_public_url), a URL without a path
+          getting C(jupyterhub_base_url) appended; by default
+          C(http://<hub>:<jupyterhub_port or 8000><jupyterhub_base_url>)), as the front door
+          computes it (filter M(multijhub.cluster.hub_public_url)).
       type: dict
     answer:
       description:
@@ -141,6 +149,7 @@ from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 from ansible_collections.multijhub.cluster.plugins.module_utils.answer import answer_text, details_lines
 from ansible_collections.multijhub.cluster.plugins.module_utils.decision import NodeAnswer, decide
+from ansible_collections.multijhub.cluster.plugins.module_utils.hubs import hub_public_url
 from ansible_collections.multijhub.cluster.plugins.module_utils.placement import (
     NodeLoad,
     choose_node,
@@ -165,12 +174,16 @@ def _as_bool(value: Any) -> bool:  # noqa: ANN401
 
 
 def _add_uptimes(decision: dict[str, Any], answers: list[NodeAnswer]) -> None:
-    """Add ``uptime`` (seconds, by the hub's own clock) to each runtime server."""
+    """Add ``uptime`` (seconds, by the hub's own clock) to each server found in /proc."""
     collected = {a.node: float((a.report or {}).get("collected_at", 0)) for a in answers}
     for node, servers in decision["servers"].items():
         for server in servers:
             process = server.get("process") or {}
-            if server.get("source") == "runtime" and process.get("start_time") and collected.get(node):
+            if (
+                server.get("source") in ("runtime", "proc")
+                and process.get("start_time")
+                and collected.get(node)
+            ):
                 server["uptime"] = max(0.0, collected[node] - float(process["start_time"]))
 
 
@@ -212,19 +225,29 @@ class LookupModule(LookupBase):
         max_age = self.get_option("max_age")
         if max_age and time.time() - float(report.get("collected_at", 0)) > max_age:
             return NodeAnswer(node=host, ok=False, error=f"answer older than {max_age} s")
-        return NodeAnswer(node=host, ok=True, report=report)
+        hub_server = report.get("hub_server")
+        return NodeAnswer(
+            node=host, ok=True, report=report, hub_server=hub_server if isinstance(hub_server, dict) else None
+        )
 
     def _base_url(self, host: str, variables: dict[str, Any]) -> str:
         host_vars = self._host_vars(variables, host)
-        url = host_vars.get("jupyterhub_public_url")
-        if url:
-            return str(url)
-        return f"http://{host}:{host_vars.get('jupyterhub_port') or 8000}"
+        try:
+            return hub_public_url(
+                host,
+                host_vars.get("jupyterhub_public_url") or None,
+                host_vars.get("jupyterhub_port") or None,
+                host_vars.get("jupyterhub_base_url") or "/",
+            )
+        except ValueError as exc:
+            raise AnsibleLookupError(f"multijhub.cluster.user_node: {exc}") from None
 
     def _placement(self, answers: list[NodeAnswer], variables: dict[str, Any]) -> dict[str, Any] | None:
         loads: dict[str, NodeLoad] = {}
         for answer in answers:
             report = answer.report or {}
+            if report.get("user_exists") is False:
+                continue  # no account there: a server cannot start on that node
             host_vars = self._host_vars(variables, answer.node)
             loads[answer.node] = NodeLoad(
                 name=answer.node,

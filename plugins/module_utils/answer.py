@@ -28,11 +28,12 @@ def server_url(base_url: str, user: str) -> str:
 
 
 def _evidence(servers: Sequence[Mapping[str, Any]]) -> str:
-    runtime = [s for s in servers if s.get("source") == "runtime"]
-    if runtime:
-        pids = ", pid ".join(str(s.get("pid")) for s in runtime)
-        return f"pid {pids}, up {uptime_text(float(runtime[0].get('uptime') or 0))}"
-    hub = servers[0] if servers else {}
+    for source, note in (("runtime", ""), ("proc", ", no runtime file")):
+        found = [s for s in servers if s.get("source") == source]
+        if found:
+            pids = ", pid ".join(str(s.get("pid")) for s in found)
+            return f"pid {pids}, up {uptime_text(float(found[0].get('uptime') or 0))}{note}"
+    hub = next((s for s in servers if s.get("source") == "hub"), {})
     return "hub API: " + ("ready" if hub.get("ready") else "pending")
 
 
@@ -60,6 +61,8 @@ def answer_text(decision: Mapping[str, Any], base_urls: Mapping[str, str], hubs:
         return (
             f"{user}: no running server; a new one would go to {placement['node']} ({gib:.1f} GiB available)"
         )
+    if state == "no_such_user":
+        return f"no such user {user} on {', '.join(decision['no_account'])}"
     unanswered = decision["unanswered"]
     answered = [hub for hub in hubs if hub not in unanswered]
     found = f"no server found on {', '.join(answered)}" if answered else "no hub answered"
@@ -69,6 +72,33 @@ def answer_text(decision: Mapping[str, Any], base_urls: Mapping[str, str], hubs:
 def details_lines(decision: Mapping[str, Any], prune_command: str) -> list[str]:
     """Why hubs did not answer, and the stale runtime files with the command that prunes them."""
     lines = [f"{hub} did not answer: {reason}" for hub, reason in sorted(decision["unanswered"].items())]
+    for node, servers in sorted(decision["servers"].items()):
+        for server in servers:
+            after = float(server.get("started_after_file") or 0)
+            if server.get("source") == "runtime" and after > 0:
+                lines.append(
+                    f"{node}: process {server.get('pid')} started {after:.0f} s after its runtime file was"
+                    f" written: the clocks of {node} and the host holding the homes differ (check NTP);"
+                    " counted as running"
+                )
+    for node, problem in sorted((decision.get("problems") or {}).items()):
+        if problem.get("runtime_error"):
+            lines.append(
+                f"{node}: {problem['runtime_error']}; its processes were checked instead. The service"
+                " group's listing grant may be broken (e.g. by chmod 700 on the home): site.yml restores it"
+                " (ansible-playbook site.yml --limit home)"
+            )
+        if problem.get("hub_error"):
+            lines.append(
+                f"{node}: its hub API gave no answer ({problem['hub_error']});"
+                " the runtime files and /proc did"
+            )
+    missing = decision.get("no_account") or []
+    if missing and decision["state"] != "no_such_user":
+        lines.append(
+            f"{decision['user']} has no account on {', '.join(missing)}: no server can start there"
+            " (the same users must exist on every hub; site.yml's preflight checks it)"
+        )
     if decision["stale"]:
         lines.append(f"stale runtime files (no hub runs them): {', '.join(decision['stale'])}")
         lines.append(f"remove them with: {prune_command}")

@@ -7,9 +7,9 @@ from typing import Any
 
 from .usernames import validate_username
 
-__all__ = ["STATES", "Decision", "NodeAnswer", "decide", "hub_says_running"]
+__all__ = ["STATES", "Decision", "NodeAnswer", "combine", "decide", "hub_says_running", "report_says_running"]
 
-STATES = ("running", "several", "not_running", "unknown")
+STATES = ("running", "several", "not_running", "no_such_user", "unknown")
 
 
 @dataclass
@@ -29,11 +29,16 @@ class Decision:
     """Where the user's server is, with the evidence behind it."""
 
     user: str
-    state: str  # "running" | "several" | "not_running" | "unknown"
+    state: str  # "running" | "several" | "not_running" | "no_such_user" | "unknown"
     nodes: list[str] = field(default_factory=list)
     servers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     stale: list[str] = field(default_factory=list)
     unanswered: dict[str, str] = field(default_factory=dict)
+    # Nodes that answered that the user has no account there (no server can run there).
+    no_account: list[str] = field(default_factory=list)
+    # Per node, what one of its sources could not say although the node answered
+    # (``runtime_error``: the runtime directory could not be listed; ``hub_error``: the hub API).
+    problems: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -47,6 +52,41 @@ def hub_says_running(hub_server: dict[str, Any] | None) -> bool:
     return bool(hub_server.get("ready")) or bool(hub_server.get("pending"))
 
 
+def report_says_running(report: dict[str, Any] | None) -> bool:
+    """True when a node's report shows a server of the user: running runtime evidence, or one of
+    the user's single-user processes found by UID."""
+    if not isinstance(report, dict):
+        return False
+    return any(ev.get("verdict") == "running" for ev in report.get("evidence", [])) or bool(
+        report.get("processes")
+    )
+
+
+def combine(
+    node: str, hub: tuple[bool, Any, str | None], probe: tuple[bool, Any, str | None]
+) -> tuple[NodeAnswer, bool]:
+    """One node's answer from its two sources, and whether both answered.
+
+    ``hub`` and ``probe`` are (answered, value, error): the hub API's ``servers[""]`` (or None) and
+    the node's report. A positive answer from either source is enough to say the server runs there
+    (the hub API is the authority for hub-spawned servers, the node's /proc for the rest); "not
+    running here" needs both sources.
+    """
+    hub_ok, hub_server, hub_err = hub
+    probe_ok, report, probe_err = probe
+    both = hub_ok and probe_ok
+    positive = (hub_ok and hub_says_running(hub_server)) or (probe_ok and report_says_running(report))
+    errors = "; ".join(e for e in (hub_err, probe_err) if e)
+    answer = NodeAnswer(
+        node=node,
+        ok=both or positive,
+        report=report if probe_ok else None,
+        error=errors or None,
+        hub_server=hub_server if hub_ok else None,
+    )
+    return answer, both
+
+
 def _usable(answer: NodeAnswer, user: str) -> tuple[bool, str | None]:
     """Whether the answer counts as answered, and why not."""
     if not answer.ok:
@@ -58,15 +98,26 @@ def _usable(answer: NodeAnswer, user: str) -> tuple[bool, str | None]:
 
 
 def _running_on(answer: NodeAnswer) -> tuple[list[dict[str, Any]], set[str], set[str]]:
-    """(servers running on the node, files it saw, files it claims as running)."""
+    """(servers running on the node, files it saw, files it claims as running).
+
+    Three sources, each enough: the runtime files checked against /proc (``source=runtime``),
+    the user's Jupyter processes found by UID when the node reports them (``source=proc``: a
+    server whose file is gone, e.g. deleted by ``jupyter server list`` on another node, or a
+    runtime directory that cannot be listed), and the hub's API (``source=hub``).
+    """
     running: list[dict[str, Any]] = []
     seen: set[str] = set()
     claimed: set[str] = set()
-    for ev in (answer.report or {}).get("evidence", []):
+    report = answer.report or {}
+    for ev in report.get("evidence", []):
         seen.add(ev["file"])
         if ev.get("verdict") == "running":
             claimed.add(ev["file"])
             running.append(dict(ev, source="runtime"))
+    claimed_pids = {server.get("pid") for server in running}
+    for proc in report.get("processes") or []:
+        if proc.get("pid") not in claimed_pids:
+            running.append({"source": "proc", "pid": proc.get("pid"), "process": proc})
     if hub_says_running(answer.hub_server):
         hub = answer.hub_server or {}
         keys = ("ready", "pending", "url", "started", "last_activity")
@@ -79,8 +130,10 @@ def decide(user: str, answers: list[NodeAnswer]) -> Decision:
 
     A node runs the server when its report has running evidence or its hub says the server
     is ready/pending. Several nodes -> "several"; none, with a node unanswered -> "unknown"
-    (never "not_running"). Stale files (claimed by no node) are listed only when every node
-    answered with a report and no hub claims a server that has no runtime evidence.
+    (never "not_running"); none, with every node answering that the user has no account there
+    (``user_exists`` false) -> "no_such_user". Stale files (claimed by no node) are listed only
+    when every node answered with a report and no hub claims a server that has no runtime
+    evidence.
     """
     user = validate_username(user)
     servers: dict[str, list[dict[str, Any]]] = {}
@@ -88,17 +141,27 @@ def decide(user: str, answers: list[NodeAnswer]) -> Decision:
     seen_files: set[str] = set()
     claimed_files: set[str] = set()
     stale_allowed = True
+    no_account: list[str] = []
+    problems: dict[str, dict[str, str]] = {}
     for answer in answers:
         usable, reason = _usable(answer, user)
         if not usable:
             unanswered[answer.node] = reason or "did not answer"
             stale_allowed = False
             continue
+        if answer.report is not None and answer.report.get("user_exists") is False:
+            no_account.append(answer.node)
+        report = answer.report or {}
+        found = {key: str(report[key]) for key in ("runtime_error", "hub_error") if report.get(key)}
+        if found:
+            problems[answer.node] = found
         running, seen, claimed = _running_on(answer)
         seen_files |= seen
         claimed_files |= claimed
-        if answer.report is None or (running and not claimed):
-            stale_allowed = False  # no listing, or a hub claim without runtime evidence
+        if answer.report is None or answer.report.get("runtime_error") or (running and not claimed):
+            # No (complete) listing, or a live server without runtime evidence: one of the
+            # files that look stale may be its file.
+            stale_allowed = False
         if running:
             servers[answer.node] = running
     nodes = sorted(servers)
@@ -108,7 +171,11 @@ def decide(user: str, answers: list[NodeAnswer]) -> Decision:
         state = "running"
     elif unanswered:
         state = "unknown"
+    elif no_account and len(no_account) == len(answers):
+        state = "no_such_user"
     else:
         state = "not_running"
     stale = sorted(seen_files - claimed_files) if stale_allowed else []
-    return Decision(user, state, nodes, {n: servers[n] for n in nodes}, stale, unanswered)
+    return Decision(
+        user, state, nodes, {n: servers[n] for n in nodes}, stale, unanswered, sorted(no_account), problems
+    )

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from .runtime import RuntimeFile
 
 __all__ = [
+    "CLOCK_SKEW_MAX",
     "START_TOLERANCE",
     "Evidence",
     "ProcessInfo",
     "check_file",
     "is_jupyter_server",
+    "is_singleuser_server",
     "list_jupyter_processes",
     "read_process",
     "redact_cmdline",
@@ -26,9 +28,19 @@ SERVER_COMMANDS = frozenset(
 SERVER_MODULES = frozenset(
     {"jupyterlab", "jupyter_server", "notebook", "jupyterhub.singleuser", "jupyterlab.labhubapp"}
 )
+# JupyterHub's single-user server: what the hubs' spawners run for a user.
+SINGLEUSER_COMMANDS = frozenset({"jupyterhub-singleuser"})
+SINGLEUSER_MODULES = frozenset({"jupyterhub.singleuser"})
 # A process may start up to this many seconds after its file was written and still count
 # (btime has a resolution of one second).
 START_TOLERANCE = 1.0
+# The file's mtime is stamped by the clock of the host that holds /home (the NFS server), the
+# process start time by this node's clock: a node ahead of the file server by up to this many
+# seconds still counts its server as running (clock skew of minutes must never make a live server
+# stale and pruned). Beyond it the PID is taken as reused by a later process. A server started
+# again with the same PID rewrites its file, so a later Jupyter server of the same user holding
+# an old file's PID is rare; a live server declared stale is what must never happen.
+CLOCK_SKEW_MAX = 900.0
 
 _PYTHON = re.compile(r"python(\d+(\.\d+)?)?")
 _SECRET_ARG = re.compile(r"(--[^=]*(token|password|secret)[^=]*=).*", re.IGNORECASE)
@@ -57,6 +69,9 @@ class Evidence:
     verdict: str  # "running" | "not-here"
     reason: str
     process: ProcessInfo | None
+    # Seconds the process started after its file was written, beyond START_TOLERANCE (0.0 when
+    # not): a sign that this node's clock is ahead of the file server's.
+    started_after_file: float = 0.0
 
 
 def _read(path: str) -> bytes:
@@ -118,6 +133,20 @@ def _python_target(args: Sequence[str]) -> tuple[str, str] | None:
     return None
 
 
+def is_singleuser_server(cmdline: Sequence[str]) -> bool:
+    """True if the command line is JupyterHub's single-user server (what a hub's spawner runs)."""
+    if not cmdline:
+        return False
+    first = os.path.basename(cmdline[0])
+    if first in SINGLEUSER_COMMANDS:
+        return True
+    target = _python_target(cmdline[1:]) if _PYTHON.fullmatch(first) else None
+    if target is None:
+        return False
+    kind, name = target
+    return name in (SINGLEUSER_COMMANDS if kind == "script" else SINGLEUSER_MODULES)
+
+
 def is_jupyter_server(cmdline: Sequence[str]) -> bool:
     """True if the command line is a Jupyter server (also as a python interpreter's argument)."""
     if not cmdline:
@@ -138,11 +167,16 @@ def redact_cmdline(cmdline: Sequence[str]) -> list[str]:
 
 
 def check_file(f: RuntimeFile, uid: int, proc_root: str = "/proc") -> Evidence:
-    """Running when PID f.pid here is uid's Jupyter server, started before the file was written."""
+    """Running when PID f.pid here is uid's Jupyter server, started before the file was written.
+
+    "Before" allows CLOCK_SKEW_MAX seconds of clock skew between this node (the process start
+    time, from /proc) and the host holding /home (the file's mtime); a start later than the file
+    by more than START_TOLERANCE is reported in ``started_after_file`` (seconds).
+    """
     proc = read_process(f.pid, proc_root)
 
-    def verdict(result: str, reason: str) -> Evidence:
-        return Evidence(f.name, f.pid, f.kind, f.mtime, result, reason, proc)
+    def verdict(result: str, reason: str, after: float = 0.0) -> Evidence:
+        return Evidence(f.name, f.pid, f.kind, f.mtime, result, reason, proc, after)
 
     if proc is None:
         return verdict("not-here", f"no process {f.pid} on this node")
@@ -151,11 +185,19 @@ def check_file(f: RuntimeFile, uid: int, proc_root: str = "/proc") -> Evidence:
     if not is_jupyter_server(proc.cmdline):
         shown = " ".join(redact_cmdline(proc.cmdline))[:120] or "(no command line)"
         return verdict("not-here", f"process {f.pid} is not a Jupyter server: {shown}")
-    if proc.start_time > f.mtime + START_TOLERANCE:
+    after = proc.start_time - f.mtime
+    if after > CLOCK_SKEW_MAX:
         return verdict(
             "not-here",
-            f"process {f.pid} started {proc.start_time - f.mtime:.1f} s after the file was"
-            " written (PID reused)",
+            f"process {f.pid} started {after:.1f} s after the file was written (PID reused)",
+            after,
+        )
+    if after > START_TOLERANCE:
+        return verdict(
+            "running",
+            f"process {f.pid} is a Jupyter server of uid {uid}, started {after:.1f} s after its file"
+            " was written (clock skew between this node and the file server?)",
+            after,
         )
     return verdict("running", f"process {f.pid} is a Jupyter server of uid {uid}")
 

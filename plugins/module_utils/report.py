@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import pwd
 import socket
@@ -9,7 +10,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from .procs import Evidence, check_file, list_jupyter_processes, redact_cmdline
+from .procs import Evidence, check_file, is_singleuser_server, list_jupyter_processes, redact_cmdline
 from .runtime import (
     RuntimeDirError,
     RuntimeFile,
@@ -17,9 +18,9 @@ from .runtime import (
     list_runtime_files_as,
     runtime_dir_for,
 )
-from .usernames import lookup_user
+from .usernames import lookup_user, validate_username
 
-__all__ = ["evidence_to_dict", "meminfo", "node_report", "node_servers_report"]
+__all__ = ["evidence_to_dict", "meminfo", "missing_user_report", "node_report", "node_servers_report"]
 
 
 def meminfo(proc_root: str = "/proc") -> tuple[int, int]:
@@ -60,22 +61,39 @@ def node_report(
     runtime_template: str | None = None,
     proc_root: str = "/proc",
     singleuser_servers: int | None = None,
+    user_processes: bool = False,
 ) -> dict[str, Any]:
     """This node's evidence on ``username``'s Jupyter servers, plus its memory and load.
 
     ``singleuser_servers`` is the node's count of Jupyter server processes when the
     caller keeps one (the probe's serve mode counts at most every few seconds); by
     default the whole process table is scanned.
-    Raises InvalidUsername, UnknownUser, RuntimeDirError or ValueError (bad template).
+
+    Two sources, so that one fault does not hide a live server:
+    - the runtime directory's file names, checked against /proc (``evidence``);
+    - with ``user_processes`` true, or whenever the runtime directory cannot be listed (its ACL
+      grant broken, e.g. by ``chmod 700 ~``), the user's JupyterHub single-user servers on this
+      node, found by UID in /proc (``processes``: pid, start_time, redacted cmdline). A runtime
+      directory that cannot be listed is reported in ``runtime_error`` instead of failing.
+
+    Raises InvalidUsername, UnknownUser, RuntimeDirError (a runtime path that is no directory)
+    or ValueError (bad template).
     """
     pw = lookup_user(username)
     runtime_dir = runtime_dir_for(pw.pw_dir, runtime_template, user=pw.pw_name)
-    files = _list_files(runtime_dir, pw.pw_uid, pw.pw_gid)
+    runtime_error = None
+    try:
+        files = _list_files(runtime_dir, pw.pw_uid, pw.pw_gid)
+    except RuntimeDirError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM):
+            raise
+        files, runtime_error = [], str(exc.strerror or exc)
     evidence = [evidence_to_dict(check_file(f, pw.pw_uid, proc_root)) for f in files]
     mem_available, mem_total = meminfo(proc_root)
-    return {
+    report: dict[str, Any] = {
         "node": node or socket.gethostname(),
         "user": pw.pw_name,
+        "user_exists": True,
         "uid": pw.pw_uid,
         "runtime_dir": runtime_dir,
         "evidence": evidence,
@@ -85,6 +103,40 @@ def node_report(
         "singleuser_servers": (
             len(list_jupyter_processes(proc_root)) if singleuser_servers is None else singleuser_servers
         ),
+        "collected_at": time.time(),
+    }
+    if runtime_error is not None:
+        report["runtime_error"] = runtime_error
+    if user_processes or runtime_error is not None:
+        report["processes"] = [
+            {"pid": p.pid, "start_time": p.start_time, "cmdline": redact_cmdline(p.cmdline)}
+            for p in list_jupyter_processes(proc_root)
+            if p.uid == pw.pw_uid and is_singleuser_server(p.cmdline)
+        ]
+    return report
+
+
+def missing_user_report(
+    username: str, *, node: str | None = None, proc_root: str = "/proc"
+) -> dict[str, Any]:
+    """This node's answer for a valid name that has no account here (``user_exists`` false).
+
+    An answer, not a failure: the node was asked and answered (a typo at ``where.yml``, or an
+    account missing on this node only). No server of that user can run here: no evidence, no
+    runtime directory. Raises InvalidUsername for a malformed name.
+    """
+    mem_available, mem_total = meminfo(proc_root)
+    return {
+        "node": node or socket.gethostname(),
+        "user": validate_username(username),
+        "user_exists": False,
+        "uid": None,
+        "runtime_dir": None,
+        "evidence": [],
+        "servers": [],
+        "mem_available": mem_available,
+        "mem_total": mem_total,
+        "singleuser_servers": len(list_jupyter_processes(proc_root)),
         "collected_at": time.time(),
     }
 

@@ -30,7 +30,9 @@ options:
   user:
     description:
       - The user name. Validated strictly (C(^[a-z_][a-z0-9_.-]{0,31}$), no C(..)) before any
-        path is built, and must exist on the node.
+        path is built.
+      - A valid name without an account on the node is an answer, not a failure
+        (RV(user_exists=false), no evidence).
       - Required unless O(all_users=true).
     type: str
   runtime_template:
@@ -46,6 +48,15 @@ options:
         name; missing files are ignored. With this option no report is made.
     type: list
     elements: str
+  hub_api:
+    description:
+      - A JSON file on the node, written by the C(jupyterhub) role, that names this node's hub REST
+        API (C(api_url)) and the file holding a read-only token (C(token_file)). When it exists the
+        hub's answer for the user is added to the report (RV(hub_server) or RV(hub_error)): the hub
+        is the authority for the servers it spawned, even when their runtime file is gone.
+      - Set to an empty string to skip the hub.
+    type: path
+    default: /etc/multijhub/jupyterhub/api.json
   all_users:
     description:
       - List every Jupyter server process on this node with its owner instead of one user's.
@@ -95,13 +106,41 @@ user:
   returned: when O(user) is given
   type: str
   sample: juser1
+processes:
+  description:
+    - The user's Jupyter server processes on this node, found by UID in /proc (C(pid),
+      C(start_time), C(cmdline) redacted), whether or not they have a runtime file.
+  returned: when O(user) is given and O(prune) is not
+  type: list
+  elements: dict
+runtime_error:
+  description:
+    - Why the runtime directory could not be listed (for example a broken ACL grant); the
+      report then rests on RV(processes).
+  returned: when the runtime directory could not be listed
+  type: str
+hub_server:
+  description:
+    - The hub API's C(servers[""]) model of the user (C(ready), C(pending), C(url), C(started),
+      ...), or null when the hub runs no server of theirs.
+  returned: when the hub answered
+  type: dict
+hub_error:
+  description: Why the hub API gave no answer (no configuration, unreachable, refused).
+  returned: when O(hub_api) is set and the hub did not answer
+  type: str
+user_exists:
+  description: Whether the user has an account on this node (false for a typo, or an account missing here).
+  returned: when O(user) is given and O(prune) is not
+  type: bool
+  sample: true
 uid:
-  description: The user's uid.
+  description: The user's uid (null without an account).
   returned: when O(user) is given and O(prune) is not
   type: int
   sample: 1001
 runtime_dir:
-  description: The runtime directory that was listed (or pruned).
+  description: The runtime directory that was listed (or pruned); null without an account.
   returned: when O(user) is given
   type: str
   sample: /home/juser1/.local/share/jupyter/runtime
@@ -128,9 +167,16 @@ evidence:
       type: float
       sample: 1732620000.5
     verdict:
-      description: V(running) (this node runs it) or V(not-here).
+      description:
+        - V(running) (this node runs it) or V(not-here). A process that started after its file
+          was written counts as running up to 900 seconds later (clock skew between this node
+          and the host holding the homes); later, the PID is taken as reused.
       type: str
       sample: running
+    started_after_file:
+      description: Seconds the process started after its file was written, beyond 1 s; 0 otherwise.
+      type: float
+      sample: 0.0
     reason:
       description: Why.
       type: str
@@ -187,10 +233,16 @@ absent:
   sample: []
 """
 
+import json
 import traceback
+from urllib.error import HTTPError, URLError
+from urllib.parse import quote
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import open_url
+from ansible_collections.multijhub.cluster.plugins.module_utils.hubs import default_server
 from ansible_collections.multijhub.cluster.plugins.module_utils.report import (
+    missing_user_report,
     node_report,
     node_servers_report,
 )
@@ -207,6 +259,45 @@ from ansible_collections.multijhub.cluster.plugins.module_utils.usernames import
     lookup_user,
     validate_username,
 )
+
+
+def _ask_hub(module: AnsibleModule, user: str, report: dict) -> None:
+    """Add the hub API's answer for ``user`` to ``report`` (hub_server, or hub_error)."""
+    config_path = module.params["hub_api"]
+    if not config_path:
+        return
+    try:
+        with open(config_path, encoding="utf-8") as handle:
+            config = json.load(handle)
+        with open(config["token_file"], encoding="ascii") as handle:
+            token = handle.read().strip()
+        api_url = str(config["api_url"]).rstrip("/")
+    except FileNotFoundError as exc:
+        report["hub_error"] = f"no hub API configuration: {exc.filename} is missing"
+        return
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        report["hub_error"] = f"cannot read the hub API configuration {config_path}: {exc}"
+        return
+    # HTTP by Ansible's own client (open_url): no proxy, the token never logged.
+    status, model = 0, None
+    try:
+        response = open_url(
+            f"{api_url}/users/{quote(user, safe='')}",
+            headers={"Authorization": f"token {token}"},
+            timeout=5,
+            use_proxy=False,
+            follow_redirects="none",
+        )
+        status, model = response.status, json.loads(response.read())
+    except HTTPError as exc:
+        status = exc.code
+    except (URLError, OSError, ValueError) as exc:
+        report["hub_error"] = f"hub API did not answer: {exc}"
+        return
+    try:
+        report["hub_server"] = default_server(status, model)
+    except ValueError as exc:
+        report["hub_error"] = str(exc)
 
 
 def _prune(module: AnsibleModule, user: str, names: list[str]) -> None:
@@ -245,6 +336,7 @@ def main() -> None:
             "runtime_template": {"type": "str"},
             "prune": {"type": "list", "elements": "str"},
             "all_users": {"type": "bool", "default": False},
+            "hub_api": {"type": "path", "default": "/etc/multijhub/jupyterhub/api.json"},
         },
         supports_check_mode=True,
     )
@@ -260,7 +352,15 @@ def main() -> None:
         validate_username(user)
         if module.params["prune"] is not None:
             _prune(module, user, module.params["prune"])
-        report = node_report(user, runtime_template=module.params["runtime_template"])
+        try:
+            report = node_report(
+                user, runtime_template=module.params["runtime_template"], user_processes=True
+            )
+            _ask_hub(module, user, report)
+        except UnknownUser:
+            # An answer, not a failure: this node has no such account (a typo, or a user
+            # missing here only). The lookup tells which.
+            report = missing_user_report(user)
     except InvalidUsername as exc:
         module.fail_json(msg=f"invalid user name: {exc}")
     except UnknownUser as exc:

@@ -68,10 +68,13 @@ class Playbook:
             )
         self.inventory = inventory
 
-    def run(self, playbook: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, playbook: str, *args: str, timeout: int = 900, callback: str = "ansible.builtin.default"
+    ) -> subprocess.CompletedProcess[str]:
+        """Runs it; ``callback="multijhub.cluster.answers"`` shows what an operator reads."""
         env = dict(os.environ)
         env["ANSIBLE_COLLECTIONS_PATH"] = str(REPO / "collections")
-        env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.builtin.default"
+        env["ANSIBLE_STDOUT_CALLBACK"] = callback
         env["ANSIBLE_CALLBACK_RESULT_FORMAT"] = "yaml"
         env["ANSIBLE_FORCE_COLOR"] = "0"
         env["ANSIBLE_NOCOLOR"] = "1"

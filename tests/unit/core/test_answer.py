@@ -106,3 +106,53 @@ def test_details_explain_silence_and_stale_files() -> None:
         "remove them with: ansible-playbook where.yml -e user=juser1 -e prune=true",
     ]
     assert details_lines(decision("running"), "x") == []
+
+
+def test_no_such_user_names_every_hub() -> None:
+    decision = {
+        "user": "juser9",
+        "state": "no_such_user",
+        "nodes": [],
+        "servers": {},
+        "stale": [],
+        "unanswered": {},
+        "no_account": ["hub1", "hub2"],
+    }
+    assert answer_text(decision, {}, ["hub1", "hub2"]) == "no such user juser9 on hub1, hub2"
+    assert details_lines(decision, "prune") == []
+
+
+def test_an_account_missing_on_one_hub_is_explained() -> None:
+    decision = {
+        "user": "juser3",
+        "state": "not_running",
+        "nodes": [],
+        "servers": {},
+        "stale": [],
+        "unanswered": {},
+        "no_account": ["hub2"],
+        "placement": {"node": "hub1", "mem_available": 2**30},
+    }
+    assert answer_text(decision, {}, ["hub1", "hub2"]).startswith(
+        "juser3: no running server; a new one would go to hub1"
+    )
+    assert details_lines(decision, "prune") == [
+        "juser3 has no account on hub2: no server can start there"
+        " (the same users must exist on every hub; site.yml's preflight checks it)"
+    ]
+
+
+def test_clock_skew_is_explained() -> None:
+    server = {"source": "runtime", "pid": 42, "uptime": 5, "started_after_file": 10.2}
+    decision = {
+        "user": "juser1",
+        "state": "running",
+        "nodes": ["hub2"],
+        "servers": {"hub2": [server]},
+        "stale": [],
+        "unanswered": {},
+    }
+    assert details_lines(decision, "prune") == [
+        "hub2: process 42 started 10 s after its runtime file was written: the clocks of hub2 and the host"
+        " holding the homes differ (check NTP); counted as running"
+    ]

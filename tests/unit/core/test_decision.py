@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from multijhub_core.decision import NodeAnswer, decide
+from multijhub_core.decision import NodeAnswer, combine, decide
 from multijhub_core.report import node_report
 from multijhub_core.usernames import InvalidUsername
 from multijhub_servers import Server, fake_proc
@@ -147,3 +147,71 @@ def test_no_nodes_is_not_running() -> None:
 def test_decide_validates_user(bad: object) -> None:
     with pytest.raises(InvalidUsername):
         decide(bad, [])  # type: ignore[arg-type]
+
+
+def no_account(node: str, user: str = "juser9") -> dict[str, Any]:
+    return {**report(node, user), "user_exists": False, "uid": None, "evidence": [], "servers": []}
+
+
+def test_a_name_no_hub_knows_is_no_such_user_not_unknown() -> None:
+    answers = [NodeAnswer(n, True, no_account(n)) for n in ("hub1", "hub2")]
+    decision = decide("juser9", answers)
+    assert decision.state == "no_such_user"
+    assert decision.no_account == ["hub1", "hub2"]
+    assert decision.unanswered == {}
+
+
+def test_no_account_on_every_answering_hub_but_one_silent_is_still_unknown() -> None:
+    answers = [NodeAnswer("hub1", True, no_account("hub1")), NodeAnswer("hub2", False, error="timed out")]
+    assert decide("juser9", answers).state == "unknown"
+
+
+def test_an_account_missing_on_one_hub_is_not_running_with_that_hub_named() -> None:
+    answers = [
+        NodeAnswer("hub1", True, report("hub1", "juser9")),
+        NodeAnswer("hub2", True, no_account("hub2")),
+    ]
+    decision = decide("juser9", answers)
+    assert decision.state == "not_running"
+    assert decision.no_account == ["hub2"]
+
+
+def test_a_singleuser_process_without_its_file_is_running() -> None:
+    rep = {
+        **report("hub1"),
+        "processes": [{"pid": 4242, "start_time": 1.0, "cmdline": ["jupyterhub-singleuser"]}],
+    }
+    decision = decide("juser1", [NodeAnswer("hub1", True, rep), NodeAnswer("hub2", True, report("hub2"))])
+    assert (decision.state, decision.nodes) == ("running", ["hub1"])
+    assert decision.servers["hub1"][0]["source"] == "proc"
+
+
+def test_a_process_with_its_file_is_counted_once() -> None:
+    rep = {**report("hub1", running=("jpserver-4242.json",)), "processes": [{"pid": 4242, "start_time": 1.0}]}
+    decision = decide("juser1", [NodeAnswer("hub1", True, rep)])
+    assert [s["source"] for s in decision.servers["hub1"]] == ["runtime"]
+
+
+def test_an_unlistable_runtime_directory_answers_but_allows_no_pruning() -> None:
+    broken = {
+        **report("hub1"),
+        "runtime_error": "cannot list the runtime directory: permission denied",
+        "processes": [],
+    }
+    other = report("hub2", other=("jpserver-7.json",))
+    decision = decide("juser1", [NodeAnswer("hub1", True, broken), NodeAnswer("hub2", True, other)])
+    assert decision.state == "not_running" and decision.unanswered == {}
+    assert decision.stale == []  # hub1 could not list: jpserver-7.json may be its server's
+    assert decision.problems == {"hub1": {"runtime_error": broken["runtime_error"]}}
+
+
+def test_combine_either_source_positive_is_enough() -> None:
+    by_proc = {**report("hub1"), "processes": [{"pid": 7, "start_time": 1.0}], "runtime_error": "denied"}
+    answer, both = combine("hub1", (False, None, "hub API: timed out"), (True, by_proc, None))
+    assert answer.ok and not both
+    assert decide("juser1", [answer]).nodes == ["hub1"]
+    # Nothing positive and one source silent: not an answer.
+    answer, both = combine("hub1", (False, None, "hub API: timed out"), (True, report("hub1"), None))
+    assert not answer.ok and answer.error == "hub API: timed out"
+    answer, both = combine("hub1", (True, {"ready": True}, None), (False, None, "probe: timed out"))
+    assert answer.ok and answer.hub_server == {"ready": True}

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 from multijhub_core.procs import (
+    CLOCK_SKEW_MAX,
     check_file,
     is_jupyter_server,
+    is_singleuser_server,
     list_jupyter_processes,
     read_process,
     redact_cmdline,
@@ -140,10 +142,28 @@ def test_pid_reused_by_a_later_process(root_server: Server, shared_dir: Path) ->
     assert info is not None
     f = shared_dir / f"jpserver-{root_server.pid}.json"
     f.write_text("{}")
-    os.utime(f, (info.start_time - 120, info.start_time - 120))  # the file is older than the process
+    # The file is older than the process by more than any clock skew: another process has the PID.
+    old = info.start_time - CLOCK_SKEW_MAX - 60
+    os.utime(f, (old, old))
     ev = check_file(runtime_file(f), 0)
     assert ev.verdict == "not-here"
     assert "PID reused" in ev.reason
+
+
+@pytest.mark.parametrize("skew", [10, 120, 600])
+def test_clock_skew_of_minutes_never_makes_a_live_server_stale(root_server: Server, skew: int) -> None:
+    """The home host's clock behind the node's: the file looks written before the process started."""
+    info = read_process(root_server.pid)
+    assert info is not None
+    before = root_server.file.stat()
+    os.utime(root_server.file, (info.start_time - skew, info.start_time - skew))
+    try:
+        ev = check_file(runtime_file(root_server.file), 0)
+    finally:
+        os.utime(root_server.file, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert ev.verdict == "running", ev.reason
+    assert ev.started_after_file == pytest.approx(skew, abs=1.5)
+    assert "clock skew" in ev.reason
 
 
 def test_pid_of_a_process_that_is_no_jupyter_server(shared_dir: Path) -> None:
@@ -188,6 +208,24 @@ def test_fake_proc_root_uid_mismatch_and_comm_with_parens(tmp_path: Path) -> Non
     f = RuntimeFile("jpserver-4242.json", 4242, "jpserver", 1010.5)
     assert check_file(f, 1001, str(tmp_path)).verdict == "running"
     assert check_file(f, 1002, str(tmp_path)).verdict == "not-here"
-    early = RuntimeFile("jpserver-4242.json", 4242, "jpserver", 1008.0)
+    skewed = check_file(RuntimeFile("jpserver-4242.json", 4242, "jpserver", 1008.0), 1001, str(tmp_path))
+    assert (skewed.verdict, skewed.started_after_file) == ("running", 2.0)
+    early = RuntimeFile("jpserver-4242.json", 4242, "jpserver", 1010.0 - CLOCK_SKEW_MAX - 1)
     assert check_file(early, 1001, str(tmp_path)).verdict == "not-here"
     assert [p.pid for p in list_jupyter_processes(str(tmp_path))] == [4242]
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "expected"),
+    [
+        (["/v/bin/python3", "/v/bin/jupyterhub-singleuser", "--port=1"], True),
+        (["jupyterhub-singleuser"], True),
+        (["/usr/bin/python3", "-m", "jupyterhub.singleuser"], True),
+        (["/v/bin/python3", "/v/bin/jupyter-lab"], False),
+        (["/v/bin/jupyter-server"], False),
+        (["/v/bin/python3", "-m", "ipykernel_launcher", "-f", "k.json"], False),
+        ([], False),
+    ],
+)
+def test_is_singleuser_server(cmdline: list[str], expected: bool) -> None:
+    assert is_singleuser_server(cmdline) is expected

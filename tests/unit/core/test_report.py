@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,3 +78,52 @@ def test_node_servers_report_real(root_server: Server, nobody_server: Server) ->
     assert by_pid[root_server.pid] == "root"
     assert by_pid[nobody_server.pid] == "nobody"
     assert {"root", "nobody"} <= set(report["users"])
+
+
+def test_the_users_singleuser_servers_are_found_without_a_runtime_file(tmp_path: Path) -> None:
+    """A server whose file is gone (``jupyter server list`` on another node deleted it)."""
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    ticks = os.sysconf("SC_CLK_TCK")
+    singleuser = ["/opt/venv/bin/python3", "/opt/venv/bin/jupyterhub-singleuser", "--port=8123"]
+    fake_proc(proc, 4242, uid=0, cmdline=singleuser, start_ticks=10 * ticks, btime=1000)
+    fake_proc(proc, 4343, uid=0, cmdline=["/opt/venv/bin/jupyter-lab"], start_ticks=10 * ticks, btime=1000)
+    fake_proc(proc, 4444, uid=65534, cmdline=singleuser, start_ticks=10 * ticks, btime=1000)
+    empty = tmp_path / "runtime"
+    empty.mkdir()
+    report = node_report("root", runtime_template=str(empty), proc_root=str(proc), user_processes=True)
+    # Only root's JupyterHub single-user server: not another user's, not a hand-started jupyter-lab.
+    assert [p["pid"] for p in report["processes"]] == [4242]
+    assert report["processes"][0]["start_time"] == 1010.0
+    assert report["evidence"] == [] and "runtime_error" not in report
+    # The probe's default: no process scan while the runtime directory answers.
+    assert "processes" not in node_report("root", runtime_template=str(empty), proc_root=str(proc))
+
+
+def test_an_unlistable_runtime_directory_is_reported_not_raised(tmp_path: Path) -> None:
+    """chmod 700 on a home breaks the service group's grant: the node still answers."""
+    base = shared_tmpdir()
+    try:
+        private = base / "private"
+        private.mkdir(mode=0o700)
+        # Everything is imported as root, then the process becomes nobody (as the probe account is
+        # not root), which the runtime directory's mode 0700 keeps out.
+        code = (
+            "import encodings.ascii, json, os, pwd, sys\n"
+            "sys.path.insert(0, sys.argv[1]); import multijhub_servers\n"
+            "from multijhub_core.report import node_report\n"
+            "pw = pwd.getpwnam('nobody'); os.setgroups([]); os.setgid(pw.pw_gid); os.setuid(pw.pw_uid)\n"
+            "print(json.dumps(node_report('root', runtime_template=sys.argv[2])))\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(Path(__file__).parent), str(private / "runtime")],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        report = json.loads(out.stdout)
+        assert "permission denied" in report["runtime_error"]
+        assert report["evidence"] == [] and isinstance(report["processes"], list)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +59,20 @@ def test_hostile_user_fails_clearly(bad: str) -> None:
     assert result["msg"].startswith("invalid user name: ")
 
 
+def test_a_user_without_an_account_here_is_an_answer() -> None:
+    result = run({"user": "multijhub_nosuchuser"})
+    assert result["changed"] is False and not result.get("failed")
+    assert result["user_exists"] is False and result["evidence"] == [] and result["runtime_dir"] is None
+    fact = result["ansible_facts"]["multijhub_jupyter_servers"]
+    assert fact["user"] == "multijhub_nosuchuser" and fact["mem_available"] > 0
+    assert run({"user": "root"})["user_exists"] is True
+
+
 def test_unknown_user_and_bad_combinations() -> None:
-    assert fail({"user": "multijhub_nosuchuser"})["msg"] == "no such user: 'multijhub_nosuchuser'"
+    # Pruning needs the account (its home): there it stays an error.
+    assert fail({"user": "multijhub_nosuchuser", "prune": ["jpserver-1.json"]})["msg"] == (
+        "no such user: 'multijhub_nosuchuser'"
+    )
     assert "required" in fail({})["msg"]
     assert "cannot be combined" in fail({"user": "root", "all_users": True})["msg"]
     assert "invalid user name" in fail({"user": "../etc", "prune": ["jpserver-1.json"]})["msg"]
@@ -148,3 +162,73 @@ def test_through_ansible_for_real() -> None:
     )
     assert bad.returncode == 2
     assert "invalid user name" in bad.stdout
+
+
+class _FakeHubApi:
+    """A stand-in for a hub's REST API on loopback (the cluster tests use the real JupyterHub)."""
+
+    TOKEN = "0123456789abcdef"
+
+    def __init__(self, servers: dict[str, Any]) -> None:
+        api = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                api.paths.append(self.path)
+                if self.headers.get("Authorization") != f"token {api.TOKEN}":
+                    self.send_response(403)
+                    self.end_headers()
+                    return
+                if self.path != "/prefix/hub/api/users/root":
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                body = json.dumps({"name": "root", "servers": servers}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.paths: list[str] = []
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/prefix/hub/api"
+
+    def config(self, tmp_path: Path, token: str | None = None) -> Path:
+        (tmp_path / "token").write_text((token or self.TOKEN) + "\n")
+        path = tmp_path / "api.json"
+        path.write_text(json.dumps({"api_url": self.url, "token_file": str(tmp_path / "token")}))
+        return path
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_hub_api_is_asked_when_configured(tmp_path: Path) -> None:
+    api = _FakeHubApi({"": {"ready": True, "pending": None, "url": "/prefix/user/root/"}})
+    try:
+        empty = tmp_path / "runtime"
+        empty.mkdir()
+        result = run({"user": "root", "runtime_template": str(empty), "hub_api": str(api.config(tmp_path))})
+        assert result["hub_server"]["ready"] is True and "hub_error" not in result
+        assert api.paths == ["/prefix/hub/api/users/root"]
+        assert isinstance(result["processes"], list)  # the user's single-user servers, by UID
+
+        refused = run(
+            {"user": "root", "runtime_template": str(empty), "hub_api": str(api.config(tmp_path, "bad"))}
+        )
+        assert "hub_server" not in refused and "403" in refused["hub_error"]
+        missing = run(
+            {"user": "root", "runtime_template": str(empty), "hub_api": str(tmp_path / "none.json")}
+        )
+        assert "is missing" in missing["hub_error"]
+        # The token never shows in the result.
+        assert api.TOKEN not in json.dumps([result, refused, missing])
+    finally:
+        api.close()

@@ -77,11 +77,19 @@ def test_answer_in_words_with_each_hubs_url() -> None:
         "hub2": with_fact(fact("hub2", running=(4242,)), jupyterhub_public_url="https://hub2.example.org/"),
     }
     (d,) = lookup().run(["juser1"], variables=variables(hv))
-    assert d["urls"] == {"hub1": "http://hub1:8010", "hub2": "https://hub2.example.org/"}
+    assert d["urls"] == {"hub1": "http://hub1:8010", "hub2": "https://hub2.example.org"}
     assert (
         d["answer"] == "juser1: running on hub2 (pid 4242, up 3h12m) -> https://hub2.example.org/user/juser1/"
     )
     assert d["details"] == []
+
+
+@pytest.mark.parametrize("public_url", [None, "http://hub2:8000", "http://hub2:8000/jhub/"])
+def test_a_hub_under_a_base_url_gets_the_link_the_front_door_gives(public_url) -> None:
+    extra = {"jupyterhub_base_url": "/jhub/"} | ({"jupyterhub_public_url": public_url} if public_url else {})
+    hv = {"hub1": with_fact(fact("hub1")), "hub2": with_fact(fact("hub2", running=(4242,)), **extra)}
+    (d,) = lookup().run(["juser1"], variables=variables(hv))
+    assert d["answer"].endswith("-> http://hub2:8000/jhub/user/juser1/")
 
 
 def test_details_name_the_prune_command() -> None:

@@ -120,3 +120,42 @@ def test_node_question(tmp_path: Path, root_server: Server) -> None:
     proc = where(inventory(tmp_path, ["hub1"], broken=True), "-e", "node=hubbroken")
     assert proc.returncode == 4, proc.stdout
     assert "hubbroken: UNKNOWN - did not answer" in proc.stdout
+
+
+def last_line(stdout: str) -> str:
+    return [line for line in stdout.splitlines() if line.strip()][-1]
+
+
+def test_a_name_no_hub_knows_is_an_answer_not_unknown(tmp_path: Path) -> None:
+    out = tmp_path / "d.json"
+    proc = where(
+        inventory(tmp_path, ["hub1", "hub2"]), "-e", "user=multijhub_nosuchuser", "-e", f"where_json={out}"
+    )
+    assert proc.returncode == 2, proc.stdout
+    assert last_line(proc.stdout) == "no such user multijhub_nosuchuser on hub1, hub2"
+    assert "fatal:" not in proc.stdout and "[ERROR]" not in proc.stdout
+    decision = json.loads(out.read_text())
+    assert decision["state"] == "no_such_user" and decision["no_account"] == ["hub1", "hub2"]
+
+
+def test_answers_read_as_answers(tmp_path: Path) -> None:
+    """Not running (2) and unknown (4) end with the answer line, with no error of localhost."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    rt = f"multijhub_runtime_template={empty}"
+    proc = where(inventory(tmp_path, ["hub1"]), "-e", "user=root", "-e", rt)
+    assert proc.returncode == 2, proc.stdout
+    assert last_line(proc.stdout).startswith("root: no running server; a new one would go to hub1")
+    assert "fatal:" not in proc.stdout and "[ERROR]" not in proc.stdout
+
+    proc = where(inventory(tmp_path, ["hub1"], broken=True), "-e", "user=root", "-e", rt)
+    assert proc.returncode == 4, proc.stdout
+    assert last_line(proc.stdout) == "root: UNKNOWN - hubbroken did not answer; no server found on hub1"
+    assert "fatal: [localhost]" not in proc.stdout and "/dev/null" not in proc.stdout
+    # The hub's real failure is still shown, and explained just before the answer.
+    assert "hubbroken did not answer: failed:" in proc.stdout
+
+    proc = where(inventory(tmp_path, ["hub1"], broken=True), "-e", "node=hubbroken")
+    assert proc.returncode == 4, proc.stdout
+    assert last_line(proc.stdout).startswith("hubbroken: UNKNOWN - did not answer")
+    assert "fatal: [localhost]" not in proc.stdout

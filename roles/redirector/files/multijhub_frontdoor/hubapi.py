@@ -16,6 +16,8 @@ import threading
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
+from multijhub_core.hubs import default_server
+
 
 class HubApiError(Exception):
     """The hub did not give a usable answer."""
@@ -153,20 +155,10 @@ class HubApi:
         """
         self.check_scopes(timeout)
         status, model = self._get_json(f"/hub/api/users/{quote(username, safe='')}", timeout)
-        if status == 404:
-            return None
-        if not isinstance(model, dict):
-            raise HubApiError("hub API answered an unexpected document")
-        servers = model.get("servers")
-        if not isinstance(servers, dict):
-            # The user model carries "servers" only with the read:servers scope.
-            raise HubApiError("hub API gave no servers (token lacks read:servers?)")
-        server = servers.get("")
-        if server is None:
-            return None
-        if not isinstance(server, dict):
-            raise HubApiError("hub API gave an unexpected server model")
-        return server
+        try:
+            return default_server(status, model)  # the core's reading, shared with where.yml
+        except ValueError as exc:
+            raise HubApiError(str(exc)) from None
 
     def ready_users(self, timeout: float, *, page: int = 200, max_pages: int = 50) -> list[str]:
         """Names of the users with a ready server (``GET /hub/api/users?state=ready``).

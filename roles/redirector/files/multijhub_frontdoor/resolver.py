@@ -9,7 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-from multijhub_core.decision import Decision, NodeAnswer, decide, hub_says_running
+from multijhub_core.decision import Decision, NodeAnswer, combine, decide
 from multijhub_core.placement import NodeLoad
 
 from .config import NodeConfig
@@ -42,34 +42,6 @@ def _outcome(fut: Future[Any] | None, what: str, deadline: float) -> tuple[bool,
         return False, None, f"{what}: {exc}"
     log.error("%s failed unexpectedly: %r", what, exc)
     return False, None, f"{what}: {type(exc).__name__}"
-
-
-def combine(
-    node: str,
-    hub: tuple[bool, Any, str],
-    probe: tuple[bool, Any, str],
-) -> tuple[NodeAnswer, bool]:
-    """One node's NodeAnswer from its two sources, and whether both answered.
-
-    A positive answer from either source is enough to say the server runs
-    there (the hub API is the authority for hub-spawned servers, the probe
-    for the rest); "not running here" needs both sources.
-    """
-    hub_ok, hub_server, hub_err = hub
-    probe_ok, report, probe_err = probe
-    both = hub_ok and probe_ok
-    positive = (hub_ok and hub_says_running(hub_server)) or (
-        probe_ok and any(ev.get("verdict") == "running" for ev in report.get("evidence", []))
-    )
-    errors = "; ".join(e for e in (hub_err, probe_err) if e)
-    answer = NodeAnswer(
-        node=node,
-        ok=both or positive,
-        report=report if probe_ok else None,
-        error=errors or None,
-        hub_server=hub_server if hub_ok else None,
-    )
-    return answer, both
 
 
 class Resolver:
@@ -129,6 +101,17 @@ class Resolver:
                 )
             )
         decision = decide(username, answers)
+        for node, problem in sorted(decision.problems.items()):
+            if problem.get("runtime_error"):
+                # The node still answered (its /proc and hub API), but the service group's listing
+                # grant on this user's runtime directory is broken (e.g. chmod 700 on the home).
+                log.warning(
+                    "%s on %s: %s; the service group's grant is broken: "
+                    "ansible-playbook site.yml --limit home restores it",
+                    username,
+                    node,
+                    problem["runtime_error"],
+                )
         return Resolution(
             decision=decision,
             loads=tuple(loads),
