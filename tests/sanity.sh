@@ -15,7 +15,7 @@ mkdir -p "$dest"
 cp -a "$root/galaxy.yml" "$dest/"
 [ -d "$root/meta" ] && cp -a "$root/meta" "$dest/"
 mkdir -p "$dest/plugins"
-for d in modules lookup module_utils callback; do
+for d in modules lookup module_utils callback filter; do
   [ -d "$root/plugins/$d" ] && cp -a "$root/plugins/$d" "$dest/plugins/"
 done
 # The collection is Apache-2.0: the GPLv3 header check is ignored (tests/sanity/ignore-*.txt).
