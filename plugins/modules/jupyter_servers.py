@@ -52,7 +52,7 @@ options:
     description:
       - A JSON file on the node, written by the C(jupyterhub) role, that names this node's hub REST
         API (C(api_url)) and the file holding a read-only token (C(token_file)). When it exists the
-        hub's answer for the user is added to the report (RV(hub_server) or RV(hub_error)): the hub
+        hub's answer for the user is added to the report (RV(hub_server) or RV(hub_error)); the hub
         is the authority for the servers it spawned, even when their runtime file is gone.
       - Set to an empty string to skip the hub.
     type: path
@@ -106,13 +106,6 @@ user:
   returned: when O(user) is given
   type: str
   sample: juser1
-processes:
-  description:
-    - The user's Jupyter server processes on this node, found by UID in /proc (C(pid),
-      C(start_time), C(cmdline) redacted), whether or not they have a runtime file.
-  returned: when O(user) is given and O(prune) is not
-  type: list
-  elements: dict
 runtime_error:
   description:
     - Why the runtime directory could not be listed (for example a broken ACL grant); the
@@ -190,8 +183,12 @@ servers:
   type: list
   elements: dict
 processes:
-  description: Every Jupyter server process on the node (user, uid, pid, start_time, uptime, cmdline).
-  returned: when O(all_users=true)
+  description:
+    - With O(all_users=true), every Jupyter server process on the node (user, uid, pid,
+      start_time, uptime, cmdline).
+    - With O(user), the user's JupyterHub single-user servers on this node, found by UID in
+      /proc (C(pid), C(start_time), C(cmdline) redacted), whether or not they have a runtime file.
+  returned: unless O(prune) is given
   type: list
   elements: dict
 users:
