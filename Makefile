@@ -117,3 +117,20 @@ bench-deploy: venv image wheels ssh-key network
 	$(BIN)/molecule prepare -s $(SCENARIO)
 	$(PY) bench/deploy/deploy_bench.py --first --repeat 11 \
 	  --inventory $$(ls -d $(HOME)/.ansible/tmp/molecule.*.$(SCENARIO)/inventory/ansible_inventory.yml | head -n1)
+
+# --- The NFS scenario (molecule/nfs): the kernel NFS server and real NFS mounts in qemu (TCG)
+# virtual machines. The base image is kept in MULTIJHUB_VM_CACHE and rebuilt when its recipe
+# (molecule/host/nfs-vm-image.sh) changes. make test runs it after the container scenario.
+export MULTIJHUB_VM_CACHE ?= /var/cache/multijhub/nfs-vm
+.PHONY: nfs-vm-image test-nfs destroy-nfs
+
+nfs-vm-image:
+	molecule/host/nfs-vm-image.sh
+
+test-nfs: venv nfs-vm-image
+	$(BIN)/molecule test -s nfs
+
+destroy-nfs: venv
+	-$(BIN)/molecule destroy -s nfs
+
+test: test-nfs
