@@ -143,3 +143,23 @@ bench-deploy: venv image wheels ssh-key network
 	$(call molecule,prepare,$(SCENARIO))
 	$(PY) bench/deploy/deploy_bench.py --first --repeat 11 \
 	  --inventory $(CACHE)/molecule/$(SCENARIO)/inventory/ansible_inventory.yml
+
+# --- The NFS scenario (molecule/nfs): the kernel NFS server and real NFS mounts in qemu (TCG)
+# virtual machines. The base image is kept in MULTIJHUB_VM_CACHE and rebuilt when its recipe
+# (molecule/host/nfs-vm-image.sh) changes. make test runs it after the container scenario.
+export MULTIJHUB_VM_CACHE ?= /var/cache/multijhub/nfs-vm
+.PHONY: nfs-vm-image test-nfs destroy-nfs
+
+nfs-vm-image:
+	molecule/host/nfs-vm-image.sh
+
+# Not the container cluster: no molecule/cluster.yml base here.
+nfs_molecule = MOLECULE_EPHEMERAL_DIRECTORY=$(CACHE)/molecule/nfs $(BIN)/molecule $(1) -s nfs
+
+test-nfs: venv nfs-vm-image
+	$(call nfs_molecule,test)
+
+destroy-nfs: venv
+	-$(call nfs_molecule,destroy)
+
+test: test-nfs
