@@ -9,6 +9,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+from .cgroupmem import scan_units
 from .procs import Evidence, check_file, list_jupyter_processes, redact_cmdline
 from .runtime import (
     RuntimeDirError,
@@ -60,12 +61,17 @@ def node_report(
     runtime_template: str | None = None,
     proc_root: str = "/proc",
     singleuser_servers: int | None = None,
+    cgroup_root: str = "/sys/fs/cgroup",
 ) -> dict[str, Any]:
     """This node's evidence on ``username``'s Jupyter servers, plus its memory and load.
 
     ``singleuser_servers`` is the node's count of Jupyter server processes when the
     caller keeps one (the probe's serve mode counts at most every few seconds); by
     default the whole process table is scanned.
+    ``units`` lists the memory of every ``jupyter-<user>-singleuser.service`` unit of the
+    node as the kernel accounts it (``cgroupmem.scan_units``: user, current and peak bytes,
+    OOM kills, session id, cgroup version) and ``memory`` is ``username``'s entry or None:
+    keys a front door of an older release ignores.
     Raises InvalidUsername, UnknownUser, RuntimeDirError or ValueError (bad template).
     """
     pw = lookup_user(username)
@@ -73,6 +79,7 @@ def node_report(
     files = _list_files(runtime_dir, pw.pw_uid, pw.pw_gid)
     evidence = [evidence_to_dict(check_file(f, pw.pw_uid, proc_root)) for f in files]
     mem_available, mem_total = meminfo(proc_root)
+    units = [u.to_dict() for u in scan_units(cgroup_root)]
     return {
         "node": node or socket.gethostname(),
         "user": pw.pw_name,
@@ -85,6 +92,8 @@ def node_report(
         "singleuser_servers": (
             len(list_jupyter_processes(proc_root)) if singleuser_servers is None else singleuser_servers
         ),
+        "units": units,
+        "memory": next((u for u in units if u["user"] == pw.pw_name), None),
         "collected_at": time.time(),
     }
 
