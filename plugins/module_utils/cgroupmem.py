@@ -106,7 +106,8 @@ def scan_units(cgroup_root: str = "/sys/fs/cgroup") -> list[UnitMemory]:
     found: dict[str, UnitMemory] = {}
     for root in _roots(cgroup_root):
         for pattern in _SLICE_PATTERNS:
-            for path in sorted(glob.glob(os.path.join(root, pattern.format(unit=f"{UNIT_PREFIX}*{UNIT_SUFFIX}")))):
+            wildcard = pattern.format(unit=f"{UNIT_PREFIX}*{UNIT_SUFFIX}")
+            for path in sorted(glob.glob(os.path.join(root, wildcard))):
                 name = os.path.basename(path)
                 user = name[len(UNIT_PREFIX) : -len(UNIT_SUFFIX)]
                 if not user or user in found:
