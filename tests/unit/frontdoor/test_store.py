@@ -284,7 +284,10 @@ def test_observe_skips_nodes_that_did_not_answer(store):
 def test_learned_sizes_from_the_store(store):
     rule = size_rule(LimitsConfig(mem_per_server=2 * GiB, learned_cap=6 * GiB))
     store.record_memory({"hub1": [unit("ann", 1, 3, session="a"), unit("bob", 1, 9)]}, now=1.0)
-    assert learned_sizes(store, ["ann", "bob", "cy"], rule) == {"ann": 3 * GiB, "bob": 6 * GiB}
+    assert learned_sizes(store, ["ann", "bob", "cy"], rule) == {"ann": 3 * GiB, "bob": 6 * GiB, "cy": 2 * GiB}
+    # a running server counts at least at its own peak; its own session is not its history
+    live = {"bob": unit("bob", 1, 9)}
+    assert learned_sizes(store, ["bob"], rule, live) == {"bob": 9 * GiB}
 
 
 def test_returning_user_placed_where_their_learned_size_fits(store):

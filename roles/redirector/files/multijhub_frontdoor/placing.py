@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 
+from multijhub_core.cgroupmem import UnitMemory
 from multijhub_core.placement import NodeLoad, SizeRule, choose_node, learned_size, reserved
 
 from .config import LimitsConfig
@@ -29,10 +30,27 @@ def size_rule(limits: LimitsConfig) -> SizeRule:
     )
 
 
-def learned_sizes(store: AssignmentStore, users: Collection[str], rule: SizeRule) -> dict[str, int]:
-    """Learned size (bytes) of each of ``users`` that has recorded sessions."""
+def learned_sizes(
+    store: AssignmentStore,
+    users: Collection[str],
+    rule: SizeRule,
+    running: Mapping[str, UnitMemory] | None = None,
+) -> dict[str, int]:
+    """The size (bytes) each of ``users``' servers counts at.
+
+    A user's size is ``learned_size`` of the peaks of their recorded sessions other than the
+    one running now (``running``: the user's unit as reported), ``rule.default`` with none;
+    a running server counts at least at its own peak so far.
+    """
+    running = running or {}
     peaks = store.session_peaks(users)
-    return {user: learned_size([s.peak for s in done[: rule.history]], rule) for user, done in peaks.items()}
+    sizes = {}
+    for user in users:
+        live = running.get(user)
+        done = [s.peak for s in peaks.get(user, []) if live is None or s.session != live.session]
+        size = learned_size(done[: rule.history], rule)
+        sizes[user] = max(size, live.peak) if live is not None else size
+    return sizes
 
 
 def observe(
@@ -105,8 +123,8 @@ def place_user(
 
     def choose(ctx: PlacementContext) -> str | None:
         waiting = {name for names in ctx.pending_users.values() for name in names}
-        running = {u.user for load in loads for u in load.units}
-        sizes = learned_sizes(store, running | waiting | {user}, rule)
+        running = {u.user: u for load in loads for u in load.units}
+        sizes = learned_sizes(store, set(running) | waiting | {user}, rule, running)
         current = effective_loads(
             loads,
             drained=drained,

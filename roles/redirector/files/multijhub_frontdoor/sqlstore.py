@@ -20,6 +20,7 @@ from multijhub_core.cgroupmem import UnitMemory
 HISTORY_SECONDS = 7 * 24 * 3600
 MEMORY_HISTORY = 10  # session peaks kept per user
 FORGET_SECONDS = 90 * 24 * 3600  # a user not seen for this long is forgotten
+REFRESH_SECONDS = 600.0  # an unchanged session's seen_at is written at most this often
 _MEMORY_LOCK = "*memory*"  # not a valid user name: the lock of record_memory
 
 
@@ -53,6 +54,7 @@ class SessionPeak:
     peak: int
     current: int
     seen_at: float
+    session: str = ""  # the cgroup's id on its node
 
 
 @dataclass(frozen=True)
@@ -257,7 +259,7 @@ class SqlStore:
                 for u in reported:
                     row = conn.execute(
                         q(
-                            "SELECT peak, oom_kills FROM {t}memory_sessions"
+                            "SELECT peak, oom_kills, node, seen_at FROM {t}memory_sessions"
                             " WHERE {user} = {p} AND session = {p}"
                         ),
                         (u.user, u.session),
@@ -273,6 +275,13 @@ class SqlStore:
                         )
                         new_users.add(u.user)
                         delta = u.oom_kills
+                    elif (
+                        u.peak <= int(row[0])
+                        and u.oom_kills <= int(row[1])
+                        and node == row[2]
+                        and now < float(row[3]) + REFRESH_SECONDS
+                    ):
+                        continue  # nothing new: no write on every login
                     else:
                         key = (u.user, u.session)
                         conn.execute(
@@ -330,7 +339,7 @@ class SqlStore:
 
     def session_peaks(self, users: Iterable[str] | None = None) -> dict[str, list[SessionPeak]]:
         """Recorded sessions per user (all users when ``users`` is None), newest first."""
-        sql = self.dialect("SELECT {user}, node, peak, current, seen_at FROM {t}memory_sessions")
+        sql = self.dialect("SELECT {user}, node, peak, current, seen_at, session FROM {t}memory_sessions")
         wanted = None if users is None else sorted(set(users))
         out: dict[str, list[SessionPeak]] = {}
         with self._read() as conn:
@@ -346,7 +355,7 @@ class SqlStore:
                     marks = ", ".join([self.dialect.param] * len(batch))
                     where = self.dialect(" WHERE {user} IN (") + marks + ")"
                 for r in conn.execute(sql + where + " ORDER BY seen_at DESC", batch):
-                    peak = SessionPeak(r[0], r[1], int(r[2]), int(r[3]), float(r[4]))
+                    peak = SessionPeak(r[0], r[1], int(r[2]), int(r[3]), float(r[4]), str(r[5]))
                     out.setdefault(r[0], []).append(peak)
         return out
 
