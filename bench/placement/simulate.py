@@ -19,10 +19,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from placesim.engine import Cluster
-from placesim.plot import plot_runs
+from placesim.plot import plot_runs, plot_tradeoff
 from placesim.policies import DEFAULTS
-from placesim.report import PLOT_NAME, markdown, table, verdict
-from placesim.study import StudyConfig, run_study, summarize
+from placesim.report import PLOT_NAME, TRADEOFF_NAME, markdown, table, verdict
+from placesim.study import TARGET_KEPT, TARGET_RATIO, StudyConfig, run_study, summarize, sweep_rows
 from placesim.workload import WorkloadParams
 
 
@@ -44,8 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--headroom-sweep",
         type=_floats,
-        default=(0.0, 0.2, 0.3, 0.5, 1.0),
-        help="comma-separated sticky_headroom values for the sensitivity table ('' for none)",
+        default=(0.0, 0.05, 0.1, 0.2, 1.0),
+        help="comma-separated sticky_headroom values for the trade-off table and plot ('' for none)",
     )
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--out", type=Path, default=Path("bench/results/placement"))
@@ -77,6 +77,18 @@ def main(argv: list[str] | None = None) -> int:
     main_runs = [r for r in runs if not r.policy.startswith("multijhub,")]
     title = f"{config.cluster.nodes} x {config.cluster.node_mem_gib:g} GiB, seed {seed}"
     plot_runs(main_runs, config.cluster.node_mem_gib, args.out / PLOT_NAME, title)
+    pols = summary["policies"]
+    points = [
+        (f"sticky_headroom={h:g}", pols[row]["kept_fraction"], pols[row]["peak_ratio"])
+        for h, row in zip(config.headroom_sweep, sweep_rows(study))
+    ]
+    points += [
+        (name, pols[name]["kept_fraction"], pols[name]["peak_ratio"]) for name in ("random", "round-robin")
+    ]
+    before = "multijhub before (fixed sizes)"
+    points.append((before, pols[before]["kept_fraction"], pols[before]["peak_ratio"]))
+    if config.headroom_sweep:
+        plot_tradeoff(points, args.out / TRADEOFF_NAME, (TARGET_KEPT, TARGET_RATIO))
     print(
         f"measured working-day load: {100 * summary['load']['mean']:.1f} % "
         f"(target {100 * config.target_load:.0f} %)\n"
