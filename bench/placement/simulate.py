@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--headroom-sweep",
         type=_floats,
-        default=(0.0, 0.05, 0.1, 0.2, 1.0),
+        default=(0.05, 0.1, 0.2, 1.0),
         help="comma-separated sticky_headroom values for the trade-off table and plot ('' for none)",
     )
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))

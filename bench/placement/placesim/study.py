@@ -29,7 +29,7 @@ class StudyConfig:
     mem_per_server_gib: float = 2.0  # the role's default jupyterhub_mem_limit
     pending_seconds: float = DEFAULTS.pending_seconds
     sticky_headroom: float = DEFAULTS.sticky_headroom
-    headroom_sweep: tuple[float, ...] = (0.0, 0.2, 0.3, 0.5, 1.0)
+    headroom_sweep: tuple[float, ...] = (0.05, 0.1, 0.2, 1.0)
     workload: WorkloadParams = field(default_factory=WorkloadParams)
 
 

@@ -284,7 +284,7 @@ def test_sticky_to_previous_node_with_room(env):
 
 def test_not_sticky_when_previous_node_is_full(env):
     env.store.record_running("juser1", "hub1")
-    env.probe.mem = {"hub1": (3 * GiB, 16 * GiB), "hub2": (12 * GiB, 16 * GiB)}
+    env.probe.mem = {"hub1": (GiB, 16 * GiB), "hub2": (12 * GiB, 16 * GiB)}
     resp = env.login().get("/")
     assert resp.headers["Location"] == hub_url(env, "hub2")
 

@@ -70,7 +70,7 @@ class LimitsConfig:
 
     mem_per_server: int = 0  # bytes; also the size of a user with no recorded session
     pending_seconds: float = 120.0
-    sticky_headroom: float = 0.2
+    sticky_headroom: float = 0.0  # placement study (issue 19): learned sizes already count growth
     # Learned sizes (multijhub_core.placement.SizeRule): quantile of the last sessions' peaks.
     learned_quantile: float = 0.9
     learned_floor: int = 128 * 1024**2  # bytes
@@ -283,7 +283,7 @@ def _parse_limits(raw: object) -> LimitsConfig:
     pending = _num(raw, "pending_seconds", where, 120.0)
     if pending < 0:
         raise ConfigError(f"{where}pending_seconds: must not be negative")
-    headroom = _num(raw, "sticky_headroom", where, 0.2)
+    headroom = _num(raw, "sticky_headroom", where, 0.0)
     if not 0 <= headroom <= 1:
         raise ConfigError(f"{where}sticky_headroom: must be between 0 and 1")
     quantile = _num(raw, "learned_quantile", where, 0.9)
