@@ -17,17 +17,28 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from placesim.engine import Cluster
 from placesim.plot import plot_runs, plot_tradeoff
-from placesim.policies import DEFAULTS
+from placesim.policies import DEFAULTS, sweep_label
 from placesim.report import PLOT_NAME, TRADEOFF_NAME, markdown, table, verdict
-from placesim.study import TARGET_KEPT, TARGET_RATIO, StudyConfig, run_study, summarize, sweep_rows
+from placesim.study import TARGET_KEPT, TARGET_RATIO, StudyConfig, run_study, summarize
 from placesim.workload import WorkloadParams
 
 
 def _floats(text: str) -> tuple[float, ...]:
     return tuple(float(x) for x in text.split(",") if x.strip())
+
+
+def tradeoff_points(
+    policies: dict[str, Any], default: float, sweep: tuple[float, ...]
+) -> list[tuple[str, float, float]]:
+    """(label, kept fraction, peak ratio) of multijhub over ``sticky_headroom`` and the other policies."""
+    rows = [(f"sticky_headroom={default:g} (default)", "multijhub")]
+    rows += [(f"sticky_headroom={h:g}", sweep_label(h)) for h in sweep]
+    rows += [(name, name) for name in ("multijhub before (fixed sizes)", "random", "round-robin")]
+    return [(label, policies[row]["kept_fraction"], policies[row]["peak_ratio"]) for label, row in rows]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -77,17 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     main_runs = [r for r in runs if not r.policy.startswith("multijhub,")]
     title = f"{config.cluster.nodes} x {config.cluster.node_mem_gib:g} GiB, seed {seed}"
     plot_runs(main_runs, config.cluster.node_mem_gib, args.out / PLOT_NAME, title)
-    pols = summary["policies"]
-    points = [
-        (f"sticky_headroom={h:g}", pols[row]["kept_fraction"], pols[row]["peak_ratio"])
-        for h, row in zip(config.headroom_sweep, sweep_rows(study))
-    ]
-    points += [
-        (name, pols[name]["kept_fraction"], pols[name]["peak_ratio"]) for name in ("random", "round-robin")
-    ]
-    before = "multijhub before (fixed sizes)"
-    points.append((before, pols[before]["kept_fraction"], pols[before]["peak_ratio"]))
     if config.headroom_sweep:
+        points = tradeoff_points(summary["policies"], config.sticky_headroom, config.headroom_sweep)
         plot_tradeoff(points, args.out / TRADEOFF_NAME, (TARGET_KEPT, TARGET_RATIO))
     print(
         f"measured working-day load: {100 * summary['load']['mean']:.1f} % "

@@ -68,11 +68,13 @@ def plot_tradeoff(
     for label, kept, ratio in points:
         ax.plot(100 * kept, ratio, "o", color="tab:blue" if label.startswith("sticky") else "tab:gray")
         ax.annotate(label, (100 * kept, ratio), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    ratios = [r for _, _, r in points] + [ratio_max]
+    ax.set_ylim(min(ratios) - 0.02, max(ratios) + 0.03)
     ax.set_xlabel("returning users kept on their node (%, median over seeds)")
     ax.set_ylabel("fullest peak / ideal peak (median)")
     ax.set_xlim(0, 102)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="lower left")
     ax.set_title("multijhub with learned sizes over sticky_headroom", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -209,3 +209,20 @@ def test_command_line_writes_table_json_and_plot(tmp_path, capsys):
     assert len(doc["policies"]["multijhub"]["per_seed"]) == 2
     assert "placement.png" in (out / "placement.md").read_text()
     assert (out / "placement.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tradeoff_plot_over_sticky_headroom(tmp_path):
+    out = tmp_path / "out"
+    argv = ["--seeds", "1", "--nodes", "2", "--node-mem-gib", "16", "--headroom-sweep", "0.5", "--jobs", "1"]
+    assert simulate.main([*argv, "--out", str(out)]) == 0
+    doc = json.loads((out / "placement.json").read_text())
+    points = simulate.tradeoff_points(doc["policies"], 0.0, (0.5,))
+    assert [p[0] for p in points] == [
+        "sticky_headroom=0 (default)",
+        "sticky_headroom=0.5",
+        "multijhub before (fixed sizes)",
+        "random",
+        "round-robin",
+    ]
+    assert "tradeoff.png" in (out / "placement.md").read_text()
+    assert (out / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
