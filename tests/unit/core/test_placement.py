@@ -59,6 +59,8 @@ def test_learned_size_quantile_floor_cap_default() -> None:
     assert learned_size([1000], rule) == GIB // 4  # raised to the floor
     assert learned_size([20 * GIB], rule) == 8 * GIB  # lowered to the memory limit
     assert learned_size([20 * GIB], SizeRule(cap=0)) == 20 * GIB  # no cap
+    # a memory limit under the floor wins
+    assert learned_size([1000], SizeRule(floor=GIB // 8, cap=GIB // 16)) == GIB // 16
 
 
 def test_reserved_and_promised() -> None:

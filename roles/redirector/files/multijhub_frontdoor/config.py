@@ -291,8 +291,7 @@ def _parse_limits(raw: object) -> LimitsConfig:
         raise ConfigError(f"{where}learned_quantile: must be above 0 and at most 1")
     floor = parse_size(raw.get("learned_floor", "128M"), f"{where}learned_floor")
     cap = parse_size(raw.get("learned_cap", 0), f"{where}learned_cap")
-    if cap and cap < floor:
-        raise ConfigError(f"{where}learned_cap: must be 0 (no cap) or at least learned_floor")
+    # A cap below the floor (a memory limit under 128M) wins: learned_size applies it last.
     history = _opt(raw, "memory_history", int, where, 10)
     if isinstance(history, bool) or not 1 <= history <= 1000:
         raise ConfigError(f"{where}memory_history: must be an integer from 1 to 1000")
