@@ -17,17 +17,28 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from placesim.engine import Cluster
-from placesim.plot import plot_runs
-from placesim.policies import DEFAULTS
-from placesim.report import PLOT_NAME, markdown, table, verdict
-from placesim.study import StudyConfig, run_study, summarize
+from placesim.plot import plot_runs, plot_tradeoff
+from placesim.policies import DEFAULTS, sweep_label
+from placesim.report import PLOT_NAME, TRADEOFF_NAME, markdown, table, verdict
+from placesim.study import TARGET_KEPT, TARGET_RATIO, StudyConfig, run_study, summarize
 from placesim.workload import WorkloadParams
 
 
 def _floats(text: str) -> tuple[float, ...]:
     return tuple(float(x) for x in text.split(",") if x.strip())
+
+
+def tradeoff_points(
+    policies: dict[str, Any], default: float, sweep: tuple[float, ...]
+) -> list[tuple[str, float, float]]:
+    """(label, kept fraction, peak ratio) of multijhub over ``sticky_headroom`` and the other policies."""
+    rows = [(f"sticky_headroom={default:g} (default)", "multijhub")]
+    rows += [(f"sticky_headroom={h:g}", sweep_label(h)) for h in sweep]
+    rows += [(name, name) for name in ("multijhub before (fixed sizes)", "random", "round-robin")]
+    return [(label, policies[row]["kept_fraction"], policies[row]["peak_ratio"]) for label, row in rows]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,8 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--headroom-sweep",
         type=_floats,
-        default=(0.0, 0.2, 0.3, 0.5, 1.0),
-        help="comma-separated sticky_headroom values for the sensitivity table ('' for none)",
+        default=(0.05, 0.1, 0.2, 1.0),
+        help="comma-separated sticky_headroom values for the trade-off table and plot ('' for none)",
     )
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--out", type=Path, default=Path("bench/results/placement"))
@@ -77,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     main_runs = [r for r in runs if not r.policy.startswith("multijhub,")]
     title = f"{config.cluster.nodes} x {config.cluster.node_mem_gib:g} GiB, seed {seed}"
     plot_runs(main_runs, config.cluster.node_mem_gib, args.out / PLOT_NAME, title)
+    if config.headroom_sweep:
+        points = tradeoff_points(summary["policies"], config.sticky_headroom, config.headroom_sweep)
+        plot_tradeoff(points, args.out / TRADEOFF_NAME, (TARGET_KEPT, TARGET_RATIO))
     print(
         f"measured working-day load: {100 * summary['load']['mean']:.1f} % "
         f"(target {100 * config.target_load:.0f} %)\n"

@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+from .cgroupmem import scan_units
 from .procs import Evidence, check_file, is_singleuser_server, list_jupyter_processes, redact_cmdline
 from .runtime import (
     RuntimeDirError,
@@ -62,6 +63,7 @@ def node_report(
     proc_root: str = "/proc",
     singleuser_servers: int | None = None,
     user_processes: bool = False,
+    cgroup_root: str = "/sys/fs/cgroup",
 ) -> dict[str, Any]:
     """This node's evidence on ``username``'s Jupyter servers, plus its memory and load.
 
@@ -75,6 +77,11 @@ def node_report(
       grant broken, e.g. by ``chmod 700 ~``), the user's JupyterHub single-user servers on this
       node, found by UID in /proc (``processes``: pid, start_time, redacted cmdline). A runtime
       directory that cannot be listed is reported in ``runtime_error`` instead of failing.
+
+    ``units`` lists the memory of every ``jupyter-<user>-singleuser.service`` unit of the
+    node as the kernel accounts it (``cgroupmem.scan_units``: user, current and peak bytes,
+    OOM kills, session id, cgroup version) and ``memory`` is ``username``'s entry or None:
+    keys a front door of an older release ignores.
 
     Raises InvalidUsername, UnknownUser, RuntimeDirError (a runtime path that is no directory)
     or ValueError (bad template).
@@ -90,6 +97,7 @@ def node_report(
         files, runtime_error = [], str(exc.strerror or exc)
     evidence = [evidence_to_dict(check_file(f, pw.pw_uid, proc_root)) for f in files]
     mem_available, mem_total = meminfo(proc_root)
+    units = [u.to_dict() for u in scan_units(cgroup_root)]
     report: dict[str, Any] = {
         "node": node or socket.gethostname(),
         "user": pw.pw_name,
@@ -103,6 +111,8 @@ def node_report(
         "singleuser_servers": (
             len(list_jupyter_processes(proc_root)) if singleuser_servers is None else singleuser_servers
         ),
+        "units": units,
+        "memory": next((u for u in units if u["user"] == pw.pw_name), None),
         "collected_at": time.time(),
     }
     if runtime_error is not None:

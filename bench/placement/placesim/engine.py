@@ -2,7 +2,8 @@
 
 The front door sees each node's memory as of the start of the minute in which a
 user arrives (servers placed earlier in that minute do not show yet; recent
-placements count as pending inside the front door). Nothing is killed when a
+placements count as pending inside the front door). A policy that ``learns`` is also told
+each running server's memory as the hubs' probes report it (``Observer``). Nothing is killed when a
 node is over its memory: an OOM moment is counted and the day goes on, so every
 policy replays exactly the same sessions.
 """
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .policies import GiB, NodeView, Policy
+from .policies import GiB, NodeView, Policy, UnitMemory
 from .workload import MINUTES_PER_DAY, Session, Trace
 
 FLOOR = 0.25  # instantaneous imbalance counts only while the ideal is >= 25 % of a node
@@ -76,60 +77,56 @@ def measure(used: np.ndarray, node_mem_gib: float, returning: int, kept: int) ->
     )
 
 
-class Learner:
-    """What a front door could learn by watching each server's memory: per node, its running
-    servers each counted at the larger of their memory now and their user's peak in the
-    previous session (``default_gib`` for a user not seen before).
+class Observer:
+    """What the hubs' probes report: each running server's cgroup memory, per node.
 
-    Memory is observed whenever a user arrives (a login probes every node), so a session's
-    peak is the largest value seen at those moments. Used by the learned-sizes reference.
+    A server counts from its first minute (the minute after it was placed); its ``peak`` is
+    the largest memory it has had so far, as the kernel's ``memory.peak`` keeps it, and its
+    session id is its index in the trace. A server that ended is no longer reported.
     """
 
-    def __init__(self, nodes: int, default_gib: float) -> None:
-        self.default = default_gib
-        self.running: list[list[tuple[Session, np.ndarray]]] = [[] for _ in range(nodes)]
-        self.seen: dict[int, float] = {}  # id(session) -> its largest observed memory
-        self.peak: dict[str, float] = {}  # user -> observed peak of their last finished session
+    def __init__(self, nodes: int) -> None:
+        self.running: list[list[tuple[int, Session, np.ndarray]]] = [[] for _ in range(nodes)]
 
-    def add(self, node: int, session: Session, curve: np.ndarray) -> None:
-        self.running[node].append((session, curve))
+    def add(self, node: int, index: int, session: Session, curve: np.ndarray) -> None:
+        self.running[node].append((index, session, curve))
 
-    def view(self, minute: int) -> list[float]:
-        """Each node's learned size at ``minute`` (GiB, servers only)."""
-        sizes = []
+    def units(self, minute: int) -> list[tuple[UnitMemory, ...]]:
+        """Each node's reported units at ``minute`` (bytes)."""
+        out = []
         for node, sessions in enumerate(self.running):
-            alive, size = [], 0.0
-            for s, curve in sessions:
+            alive, units = [], []
+            for index, s, curve in sessions:
                 k = minute - s.start
                 if k >= len(curve):
-                    self.peak[s.user] = self.seen.pop(id(s), 0.0) or self.peak.get(s.user, self.default)
                     continue
-                now = float(curve[k]) if k >= 0 else 0.0
-                self.seen[id(s)] = max(self.seen.get(id(s), 0.0), now)
-                size += max(now, self.peak.get(s.user, self.default))
-                alive.append((s, curve))
+                alive.append((index, s, curve))
+                if k < 0:
+                    continue  # placed this minute: not visible yet
+                now, peak = float(curve[k]), float(curve[: k + 1].max())
+                units.append(UnitMemory(s.user, int(now * GiB), int(peak * GiB), 0, str(index), 2))
             self.running[node] = alive
-            sizes.append(size)
-        return sizes
+            out.append(tuple(units))
+        return out
 
 
-def replay(trace: Trace, policy: Policy, cluster: Cluster, default_gib: float = 2.0) -> Run:
+def replay(trace: Trace, policy: Policy, cluster: Cluster) -> Run:
     """Place every session of ``trace`` with ``policy`` and measure the last day."""
     names = cluster.names()
     total = int(cluster.node_mem_gib * GiB)
     usage = np.zeros((cluster.nodes, trace.minutes))
     projected = np.zeros((cluster.nodes, trace.minutes))  # footprints of running servers (oracle)
-    learner = Learner(cluster.nodes, default_gib) if getattr(policy, "learns", False) else None
+    observer = Observer(cluster.nodes) if getattr(policy, "learns", False) else None
     last: dict[str, int] = {}
     day0 = trace.minutes - MINUTES_PER_DAY
     returning = kept = 0
-    for s in trace.sessions:
+    for index, s in enumerate(trace.sessions):
         minute = min(int(s.arrival), trace.minutes - 1)
         seen = usage[:, minute] + cluster.base_gib
-        learned = learner.view(minute) if learner is not None else [0.0] * cluster.nodes
+        units = observer.units(minute) if observer is not None else [()] * cluster.nodes
         views = [
-            NodeView(name, max(0, total - int(gib * GiB)), total, float(p), lg)
-            for name, gib, p, lg in zip(names, seen.tolist(), projected[:, minute].tolist(), learned)
+            NodeView(name, max(0, total - int(gib * GiB)), total, float(p), u)
+            for name, gib, p, u in zip(names, seen.tolist(), projected[:, minute].tolist(), units)
         ]
         node = policy.choose(s.user, s.arrival, views)
         previous = last.get(s.user)
@@ -139,8 +136,8 @@ def replay(trace: Trace, policy: Policy, cluster: Cluster, default_gib: float = 
         last[s.user] = node
         curve = s.curve(trace.minutes)
         usage[node, s.start : s.start + len(curve)] += curve
-        if learner is not None:
-            learner.add(node, s, curve)
+        if observer is not None:
+            observer.add(node, index, s, curve)
         projected[node, minute : s.start + len(curve)] += s.footprint
     used = usage[:, day0:] + cluster.base_gib
     return Run(policy.name, used, measure(used, cluster.node_mem_gib, returning, kept))

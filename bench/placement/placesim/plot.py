@@ -43,3 +43,39 @@ def plot_runs(runs: Sequence[Run], node_mem_gib: float, path: Path, title: str) 
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_tradeoff(
+    points: Sequence[tuple[str, float, float]], path: Path, target: tuple[float, float]
+) -> None:
+    """Peak ratio against returning users kept: one labelled point per (label, kept, ratio).
+
+    ``target`` is (least kept fraction, largest peak ratio): the target region is shaded.
+    """
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    kept_min, ratio_max = target
+    ax.axvspan(100 * kept_min, 100, ymin=0, ymax=1, color="green", alpha=0.06)
+    ax.axhline(
+        ratio_max, color="green", linestyle="--", linewidth=0.9, label=f"target: ratio <= {ratio_max:.2f}"
+    )
+    ax.axvline(
+        100 * kept_min,
+        color="green",
+        linestyle=":",
+        linewidth=0.9,
+        label=f"target: kept >= {100 * kept_min:.0f} %",
+    )
+    for label, kept, ratio in points:
+        ax.plot(100 * kept, ratio, "o", color="tab:blue" if label.startswith("sticky") else "tab:gray")
+        ax.annotate(label, (100 * kept, ratio), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    ratios = [r for _, _, r in points] + [ratio_max]
+    ax.set_ylim(min(ratios) - 0.02, max(ratios) + 0.03)
+    ax.set_xlabel("returning users kept on their node (%, median over seeds)")
+    ax.set_ylabel("fullest peak / ideal peak (median)")
+    ax.set_xlim(0, 102)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title("multijhub with learned sizes over sticky_headroom", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

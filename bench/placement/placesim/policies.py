@@ -2,9 +2,12 @@
 
 A policy is asked once per new server with the user's name, the time and the
 memory each node reports now; it answers a node index. multijhub's policy is
-the front door itself: ``multijhub_frontdoor.placing.place_user`` over a real
-``SqliteStore`` (previous node, recent placements as pending reservations),
-which calls the core's ``multijhub_core.placement.choose_node``.
+the front door itself: ``multijhub_frontdoor.placing.observe`` (record the servers'
+memory the probes report) and ``place_user`` over a real ``SqliteStore`` (previous
+node, recent placements as pending reservations, learned sizes), which calls the
+core's ``multijhub_core.placement`` (``learned_size``, ``choose_node``). The same
+code without the servers' memory is the policy before learned sizes (every server
+counted at ``mem_per_server``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from .frontdoor import ensure_importable
 
 ensure_importable()
 
+from multijhub_core.cgroupmem import UnitMemory  # noqa: E402
 from multijhub_core.placement import NodeLoad  # noqa: E402
 from multijhub_frontdoor import placing  # noqa: E402
 from multijhub_frontdoor.config import LimitsConfig  # noqa: E402
@@ -29,6 +33,9 @@ from multijhub_frontdoor.store import SqliteStore  # noqa: E402
 GiB = 1024**3
 EPOCH = 1_767_225_600.0  # 2026-01-01 00:00 UTC: the trace's minute 0 for the store's clock
 DEFAULTS = LimitsConfig()  # the front door's own defaults for pending_seconds and sticky_headroom
+DEFAULTS_BEFORE_HEADROOM = 0.2  # sticky_headroom of the front door before learned sizes
+MULTIJHUB = "multijhub"
+BEFORE = "multijhub before (fixed sizes)"
 
 
 @dataclass(frozen=True)
@@ -37,16 +44,15 @@ class NodeView:
 
     ``projected_gib`` is what no front door can know: the memory the node's
     running servers will have grown to (their footprints). Only the oracle
-    reference uses it. ``learned_gib`` is what a front door could learn by
-    watching servers' memory (``engine.Learner``); only the learned-sizes
-    reference uses it.
+    reference uses it. ``units`` is each running server's memory as the hubs'
+    probes report it (``engine.Observer``), given to policies that learn.
     """
 
     name: str
     mem_available: int
     mem_total: int
     projected_gib: float = 0.0
-    learned_gib: float = 0.0
+    units: tuple[UnitMemory, ...] = ()
 
 
 class Policy(Protocol):
@@ -111,26 +117,12 @@ class OraclePolicy:
         pass
 
 
-class LearnedSizesPolicy:
-    """Reference: the least memory when each running server counts at its user's last peak.
-
-    What placement could reach if the front door learned every user's size from their
-    previous session (watching servers' memory), a realistic bound between multijhub's
-    policy and the oracle; no stickiness.
-    """
-
-    name = "learned sizes (reference)"
-    learns = True
-
-    def choose(self, user: str, minute: float, nodes: Sequence[NodeView]) -> int:
-        return min(range(len(nodes)), key=lambda i: (nodes[i].learned_gib, i))
-
-    def close(self) -> None:
-        pass
-
-
 class MultijhubPolicy:
-    """The front door's placement: place_user -> choose_node, with a real assignment store."""
+    """The front door's placement: observe + place_user -> choose_node, with a real assignment store.
+
+    ``learns``: the probes report the servers' memory (learned sizes, the front door today);
+    without it every server counts at ``mem_per_server`` (the front door before learned sizes).
+    """
 
     def __init__(
         self,
@@ -138,24 +130,30 @@ class MultijhubPolicy:
         mem_per_server: int,
         pending_seconds: float = DEFAULTS.pending_seconds,
         sticky_headroom: float = DEFAULTS.sticky_headroom,
+        learns: bool = True,
         label: str | None = None,
     ) -> None:
         self.limits = LimitsConfig(
             mem_per_server=mem_per_server,
             pending_seconds=pending_seconds,
             sticky_headroom=sticky_headroom,
+            learned_quantile=DEFAULTS.learned_quantile,
+            learned_floor=DEFAULTS.learned_floor,
+            learned_cap=0,  # the study's servers have no memory limit
+            memory_history=DEFAULTS.memory_history,
         )
-        self.name = "multijhub" if label is None else label
+        self.learns = learns
+        self.name = label or (MULTIJHUB if learns else BEFORE)
         # SQLite is about 3x faster in RAM; mkdtemp makes a private directory either way.
         shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None  # noqa: S108
         self._dir = tempfile.TemporaryDirectory(prefix="multijhub-placesim-", dir=shm)
         self.store = SqliteStore(str(Path(self._dir.name) / "assignments.sqlite3"))
 
     def choose(self, user: str, minute: float, nodes: Sequence[NodeView]) -> int:
-        loads = [NodeLoad(n.name, n.mem_available, n.mem_total) for n in nodes]
-        placement = placing.place_user(
-            self.store, user, loads, drained=(), limits=self.limits, now=EPOCH + 60.0 * minute
-        )
+        now = EPOCH + 60.0 * minute
+        loads = [NodeLoad(n.name, n.mem_available, n.mem_total, units=n.units) for n in nodes]
+        placing.observe(self.store, loads, limits=self.limits, now=now)  # as views._resolve does
+        placement = placing.place_user(self.store, user, loads, drained=(), limits=self.limits, now=now)
         if placement is None:
             raise RuntimeError("the front door found no node: every node is healthy and undrained here")
         return [n.name for n in nodes].index(placement.node)
@@ -175,17 +173,22 @@ def make_policies(
 ) -> list[Policy]:
     """Fresh policies for one seed, in the order they are reported.
 
-    ``headroom_sweep`` adds multijhub's policy again with other values of
-    ``sticky_headroom`` (a sensitivity study, reported apart).
+    ``headroom_sweep`` adds multijhub's policy (learned sizes) again with other values
+    of ``sticky_headroom`` (the trade-off study, reported apart).
     """
     policies: list[Policy] = [
         RandomPolicy(seed),
         RoundRobinPolicy(),
         MultijhubPolicy(
+            mem_per_server=mem_per_server,
+            pending_seconds=pending_seconds,
+            sticky_headroom=DEFAULTS_BEFORE_HEADROOM,
+            learns=False,
+        ),
+        MultijhubPolicy(
             mem_per_server=mem_per_server, pending_seconds=pending_seconds, sticky_headroom=sticky_headroom
         ),
         OraclePolicy(),
-        LearnedSizesPolicy(),
     ]
     for headroom in headroom_sweep:
         policies.append(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .study import MAIN, TARGET_RATIO, Study, sweep_rows
+from .study import MAIN, TARGET_KEPT, TARGET_RATIO, Study, sweep_rows
 
 PLOT_NAME = "placement.png"
+TRADEOFF_NAME = "tradeoff.png"
 
 
 def _ratio(p: dict[str, Any]) -> str:
@@ -57,11 +58,12 @@ def verdict(summary: dict[str, Any]) -> str:
     ours = summary["policies"]["multijhub"]
     rnd = summary["policies"]["random"]
     parts = [
-        f"fullest peak within {TARGET_RATIO:.2f} of the ideal: {'yes' if t['peak_within_1_10'] else 'NO'} "
+        f"fullest peak within {TARGET_RATIO:.2f} of the ideal: {'yes' if t['peak_within_target'] else 'NO'} "
         f"(median {ours['peak_ratio']:.2f})",
         f"no OOM moment on any seed: {'yes' if t['no_oom_on_any_seed'] else 'NO'} "
         f"({ours['seeds_with_oom']} seeds with OOM; random: {rnd['seeds_with_oom']})",
-        f"most returning users keep their node: {'yes' if t['most_returning_kept'] else 'NO'} "
+        f"at least {100 * TARGET_KEPT:.0f} % of returning users keep their node: "
+        f"{'yes' if t['returning_kept'] else 'NO'} "
         f"({_kept(ours['kept_fraction'])})",
     ]
     head = "**Target met.**" if t["met"] else "**Target not met.**"
@@ -92,7 +94,8 @@ def markdown(study: Study, summary: dict[str, Any], command: str) -> str:
     sweep = [r for r in sweep_rows(study) if r in summary["policies"]]
     if sweep:
         lines += [
-            "Sensitivity: multijhub's policy (the same code) with other `sticky_headroom` values.",
+            "Trade-off: multijhub's policy (the same code, learned sizes) over `sticky_headroom` "
+            f"(plot: {TRADEOFF_NAME}).",
             "",
             table(study, summary, ["multijhub", *sweep]),
             "",
@@ -109,10 +112,11 @@ def markdown(study: Study, summary: dict[str, Any], command: str) -> str:
         "*OOM node-minutes* = minutes x nodes whose use exceeds the node's memory (nothing is killed; "
         "the count says how often it would be). *Kept* = placements of users who had a previous node "
         "that land on it. *oracle (reference)* knows every server's final size (no front door can) "
-        "and is a bound, not a contender. *learned sizes (reference)* counts each running server at "
-        "the larger of its memory now and its user's peak in their previous session, as a front door "
-        "watching servers' memory could learn it (mem_per_server for a user not seen before); no "
-        "stickiness. It shows what learning users' sizes would give.",
+        "and is a bound, not a contender. *multijhub* is the front door's code with learned sizes: "
+        "the probes report each running server's memory and peak (cgroup), the store keeps each "
+        "user's session peaks, a server counts at the 0.9 quantile of its user's last 10 peaks "
+        "(mem_per_server for a user not seen before). *multijhub before (fixed sizes)* is the same "
+        "code without the servers' memory: every new or pending server counts mem_per_server.",
         "",
         f"Reproduce: `{command}`",
         "",

@@ -11,11 +11,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .engine import Cluster, Run, replay
-from .policies import DEFAULTS, GiB, make_policies, sweep_label
+from .policies import BEFORE, DEFAULTS, MULTIJHUB, GiB, make_policies, sweep_label
 from .workload import WorkloadParams, calibrate_peak_rate, make_trace, working_day_load
 
-TARGET_RATIO = 1.10
-MAIN = ("random", "round-robin", "multijhub", "oracle (reference)", "learned sizes (reference)")
+TARGET_RATIO = 1.15
+TARGET_KEPT = 0.90
+MAIN = ("random", "round-robin", BEFORE, MULTIJHUB, "oracle (reference)")
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class StudyConfig:
     mem_per_server_gib: float = 2.0  # the role's default jupyterhub_mem_limit
     pending_seconds: float = DEFAULTS.pending_seconds
     sticky_headroom: float = DEFAULTS.sticky_headroom
-    headroom_sweep: tuple[float, ...] = (0.0, 0.2, 0.3, 0.5, 1.0)
+    headroom_sweep: tuple[float, ...] = (0.05, 0.1, 0.2, 1.0)
     workload: WorkloadParams = field(default_factory=WorkloadParams)
 
 
@@ -57,7 +58,7 @@ def run_seed(config: StudyConfig, peak_rate: float, seed: int) -> SeedResult:
     runs = []
     for policy in policies:
         try:
-            runs.append(replay(trace, policy, config.cluster, config.mem_per_server_gib))
+            runs.append(replay(trace, policy, config.cluster))
         finally:
             policy.close()
     c = config.cluster
@@ -138,12 +139,12 @@ def summarize(study: Study) -> dict[str, Any]:
 
 def target_check(policies: dict[str, Any]) -> dict[str, Any]:
     """The issue's target for multijhub's policy, each part on its own."""
-    ours, rnd = policies["multijhub"], policies["random"]
+    ours, rnd = policies[MULTIJHUB], policies["random"]
     check = {
-        "peak_within_1_10": ours["peak_ratio"] <= TARGET_RATIO,
+        "peak_within_target": ours["peak_ratio"] <= TARGET_RATIO,
         "no_oom_on_any_seed": ours["seeds_with_oom"] == 0,
         "random_overloads": rnd["seeds_with_oom"] > 0,
-        "most_returning_kept": ours["kept_fraction"] > 0.5,
+        "returning_kept": ours["kept_fraction"] >= TARGET_KEPT,
     }
     check["met"] = all(check.values())
     return check

@@ -10,7 +10,7 @@ import pytest
 import simulate
 from multijhub_frontdoor import placing
 from placesim import policies as pol
-from placesim.engine import Cluster, Learner, measure, replay
+from placesim.engine import Cluster, Observer, measure, replay
 from placesim.study import StudyConfig, run_seed
 from placesim.workload import (
     MINUTES_PER_DAY,
@@ -54,9 +54,9 @@ def test_every_policy_same_results_for_the_same_seed():
     assert [r.policy for r in first.runs] == [
         "random",
         "round-robin",
+        "multijhub before (fixed sizes)",
         "multijhub",
         "oracle (reference)",
-        "learned sizes (reference)",
         "multijhub, sticky_headroom=0.5",
     ]
     for a, b in zip(first.runs, second.runs):
@@ -104,20 +104,19 @@ def test_oom_counter_counts_node_minutes_and_minutes():
     assert m.kept_fraction == 0.75
 
 
-def test_learner_counts_each_server_at_its_users_last_observed_peak():
-    learner = Learner(2, default_gib=2.0)
-    first = session("alice", 0.0, 6.0, minutes=10)  # 6 GiB from minute 1 to 10
-    learner.add(0, first, first.curve(MINUTES_PER_DAY))
-    assert learner.view(0) == [2.0, 0.0]  # not started yet: alice is unknown, counted at the default
-    assert learner.view(5) == [6.0, 0.0]  # now larger than the default
-    again = session("alice", 30.0, 1.0, minutes=10)
-    learner.add(1, again, again.curve(MINUTES_PER_DAY))
-    # At minute 31 the first session has ended (its observed peak, 6 GiB, is learned) and the
-    # second, at 1 GiB now, counts at that peak.
-    assert learner.view(31) == [0.0, 6.0]
+def test_observer_reports_running_servers_with_their_peak():
+    observer = Observer(2)
+    first = Session("alice", 0.0, 1, 10, 6.0, 4.0, 2.0)  # 2 GiB growing to 6 GiB over 4 minutes
+    observer.add(0, 7, first, first.curve(MINUTES_PER_DAY))
+    assert observer.units(0) == [(), ()]  # placed, not started: not visible yet
+    (unit,), () = observer.units(2)
+    assert (unit.user, unit.current / pol.GiB, unit.peak / pol.GiB, unit.session) == ("alice", 4.0, 4.0, "7")
+    (unit,), () = observer.units(9)
+    assert unit.peak / pol.GiB == 6.0
+    assert observer.units(11) == [(), ()]  # ended: no longer reported
 
 
-def test_learned_sizes_reference_avoids_the_node_of_a_known_big_user():
+def test_learned_sizes_avoid_the_node_of_a_known_big_user():
     # "big" is seen at 12 GiB when "other" logs in; at 9:00 "big" starts small again on hub1
     # (both nodes empty: the first on a tie), and "next" goes to hub2 although hub1 shows less.
     trace = one_day(
@@ -126,17 +125,12 @@ def test_learned_sizes_reference_avoids_the_node_of_a_known_big_user():
         Session("big", 540.0, 541, 120, 12.0, 60.0, 0.15),
         session("next", 541.5, 1.0),
     )
-    counting = Counting(pol.LearnedSizesPolicy())
+    learned = pol.MultijhubPolicy(mem_per_server=pol.GiB // 5, sticky_headroom=1.0)
+    counting = Counting(learned)
     replay(trace, counting, SMALL)
     assert [i for _, i in counting.calls] == [0, 1, 0, 1]
-    unseen = one_day(  # nobody logged in while "big" ran: its size was never observed
-        session("big", 10.0, 12.0, minutes=20),
-        Session("big", 540.0, 541, 120, 12.0, 60.0, 0.15),
-        session("next", 541.5, 1.0),
-    )
-    counting = Counting(pol.LearnedSizesPolicy())
-    replay(unseen, counting, SMALL, default_gib=0.2)
-    assert [i for _, i in counting.calls] == [0, 0, 1]  # 0.35 GiB now, 0.2 learned: hub1 is fuller
+    # at 9:00 "big" shows 0.15 GiB on hub1 but counts at the 12 GiB it peaked at before
+    assert learned.store.session_peaks(["big"])["big"][-1].peak == 12 * pol.GiB
 
 
 def test_no_oom_within_memory():
@@ -158,7 +152,7 @@ def test_multijhub_policy_is_the_cores_choose_node(monkeypatch):
         session("bob", 10.5, 1.0),  # alice's placement is 30 s old: pending on her node
         session("alice", 60.0, 6.0),  # returns after logging out
     )
-    policy = pol.MultijhubPolicy(mem_per_server=2 * pol.GiB)
+    policy = pol.MultijhubPolicy(mem_per_server=2 * pol.GiB, learns=False)
     try:
         run = replay(trace, policy, SMALL)
     finally:
@@ -169,6 +163,14 @@ def test_multijhub_policy_is_the_cores_choose_node(monkeypatch):
     assert [kw["previous"] for _, kw in calls] == [None, None, "hub1"]
     assert {n.name: n.pending for n in calls[1][0]} == {"hub1": 2 * pol.GiB, "hub2": 0}
     assert run.metrics.returning == run.metrics.kept == 1
+    calls.clear()
+    learned = pol.MultijhubPolicy(mem_per_server=2 * pol.GiB)  # the same code, told the servers' memory
+    seen = one_day(*trace.sessions[:2], session("cy", 15.0, 1.0), trace.sessions[2])  # cy sees alice run
+    try:
+        replay(seen, learned, SMALL)
+    finally:
+        learned.close()
+    assert [kw["need"] for _, kw in calls] == [2 * pol.GiB] * 3 + [6 * pol.GiB]  # alice peaked at 6
 
 
 def test_multijhub_policy_uses_what_choose_node_answers(monkeypatch):
@@ -200,10 +202,27 @@ def test_command_line_writes_table_json_and_plot(tmp_path, capsys):
     assert set(doc["policies"]) == {
         "random",
         "round-robin",
+        "multijhub before (fixed sizes)",
         "multijhub",
         "oracle (reference)",
-        "learned sizes (reference)",
     }
     assert len(doc["policies"]["multijhub"]["per_seed"]) == 2
     assert "placement.png" in (out / "placement.md").read_text()
     assert (out / "placement.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tradeoff_plot_over_sticky_headroom(tmp_path):
+    out = tmp_path / "out"
+    argv = ["--seeds", "1", "--nodes", "2", "--node-mem-gib", "16", "--headroom-sweep", "0.5", "--jobs", "1"]
+    assert simulate.main([*argv, "--out", str(out)]) == 0
+    doc = json.loads((out / "placement.json").read_text())
+    points = simulate.tradeoff_points(doc["policies"], 0.0, (0.5,))
+    assert [p[0] for p in points] == [
+        "sticky_headroom=0 (default)",
+        "sticky_headroom=0.5",
+        "multijhub before (fixed sizes)",
+        "random",
+        "round-robin",
+    ]
+    assert "tradeoff.png" in (out / "placement.md").read_text()
+    assert (out / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -203,6 +203,7 @@ class FakeProbe:
     mem: dict[str, tuple[int, int]] = field(default_factory=dict)  # host -> (available, total)
     evidence: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     mode: dict[str, str] = field(default_factory=dict)  # host -> ok|hang|fail|garbage|refuse
+    units: dict[str, list[Any]] = field(default_factory=dict)  # host -> the report's "units" (cgroups)
     calls: list[list[str]] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -237,6 +238,8 @@ class FakeProbe:
             "singleuser_servers": 0,
             "collected_at": time.time(),
         }
+        if host in self.units:
+            report["units"] = self.units[host]
         return RunResult(0, json.dumps(report).encode(), b"")
 
 

@@ -134,3 +134,33 @@ def test_user_list_follows_pages(aenv):
         aenv.hubs.set_server("hub1", f"user{i}")
     api = aenv.resolver.apis["hub1"]
     assert api.ready_users(1.0, page=2) == [f"user{i}" for i in range(5)]
+
+
+def cg(user: str, current: float, peak: float, session: str, oom: int = 0) -> dict:
+    return {
+        "user": user,
+        "current": int(current * GiB),
+        "peak": int(peak * GiB),
+        "oom_kills": oom,
+        "session": session,
+    }
+
+
+def test_status_shows_learned_sizes_promised_memory_and_oom_kills(aenv):
+    # juser1 peaked at 6 GiB in an earlier session; now juser1 runs small on hub1 and juser2 on hub2
+    aenv.probe.units = {"hub1": [cg("juser1", 5, 6, "old")]}
+    aenv.login("juser2").get("/")
+    aenv.probe.units = {"hub1": [cg("juser1", 1, 1, "new")], "hub2": [cg("juser2", 2, 3, "s2", oom=2)]}
+    body = aenv.login("juser3").get("/admin").get_data(as_text=True)
+    hub1 = body.split("<h2>hub1")[1].split("</section>")[0]
+    hub2 = body.split("<h2>hub2")[1].split("</section>")[0]
+    assert "servers: 1 · in use 1.0 GiB · promised by learned sizes 6.0 GiB" in hub1
+    assert "servers: 1 · in use 2.0 GiB · promised by learned sizes 3.0 GiB" in hub2
+    learned = body.split("Largest learned sizes")[1].split("</section>")[0]
+    rows = re.findall(r"<tr><td>(\w+)</td><td>([\d.]+) GiB</td>", learned)
+    assert rows == [("juser1", "6.0"), ("juser2", "3.0")]
+    oom = body.split("Out-of-memory kills")[1].split("</section>")[0]
+    assert re.search(r"<td>juser2</td><td>hub2</td><td>2</td>", oom)
+    assert 'multijhub_frontdoor_oom_kills_total{node="hub2"} 2.0' in aenv.client().get("/metrics").get_data(
+        as_text=True
+    )

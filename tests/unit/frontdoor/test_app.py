@@ -284,7 +284,7 @@ def test_sticky_to_previous_node_with_room(env):
 
 def test_not_sticky_when_previous_node_is_full(env):
     env.store.record_running("juser1", "hub1")
-    env.probe.mem = {"hub1": (3 * GiB, 16 * GiB), "hub2": (12 * GiB, 16 * GiB)}
+    env.probe.mem = {"hub1": (GiB, 16 * GiB), "hub2": (12 * GiB, 16 * GiB)}
     resp = env.login().get("/")
     assert resp.headers["Location"] == hub_url(env, "hub2")
 
@@ -383,3 +383,49 @@ def test_backend_failure_is_a_clean_500(env, monkeypatch):
     resp = env.login().get("/")
     assert resp.status_code == 500
     assert "database gone" not in resp.get_data(as_text=True)
+
+
+# ----------------------------------------------------------------------------- learned sizes (issue 19)
+
+
+def cg(user: str, current: float, peak: float, session: str, oom: int = 0) -> dict:
+    """One entry of a probe answer's "units" (a unit's cgroup memory)."""
+    return {
+        "user": user,
+        "current": int(current * GiB),
+        "peak": int(peak * GiB),
+        "oom_kills": oom,
+        "session": session,
+        "cgroup": 2,
+    }
+
+
+def test_returning_user_goes_where_their_learned_size_fits(env):
+    # juser1's previous session on hub2 peaked at 7 GiB; it has ended since.
+    env.probe.units = {"hub1": [], "hub2": [cg("juser1", 1, 7, "old")]}
+    env.login("juser2").get("/")  # any login: every node reports its servers' memory (juser2 -> hub1)
+    # now hub1 has the most free memory, but juser3's server there is small now and peaked at 8 GiB
+    env.probe.units = {"hub1": [cg("juser3", 1, 8, "s3")], "hub2": []}
+    env.probe.mem = {"hub1": (int(11.5 * GiB), 16 * GiB), "hub2": (9 * GiB, 16 * GiB)}
+    resp = env.login("juser1").get("/")
+    # learned: hub1 11.5 - 7 still promised to juser3 - 2 pending (juser2, no history) = 2.5 < 7; hub2: 9
+    # (fixed sizes would give hub1 11.5 - 2 pending = 9.5 > 9: hub1)
+    assert resp.headers["Location"] == hub_url(env, "hub2")
+
+
+def test_oom_kills_recorded_counted_and_shown(env):
+    env.probe.units = {"hub1": [cg("juser2", 2, 2, "s", oom=3)]}
+    client = env.login("juser1")
+    client.get("/")
+    client.get("/")  # seen again: not counted twice
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'multijhub_frontdoor_oom_kills_total{node="hub1"} 3.0' in text
+    assert [(k.user, k.node, k.kills) for k in env.store.oom_kills()] == [("juser2", "hub1", 3)]
+
+
+def test_malformed_units_do_not_stop_a_login(env):
+    env.probe.units = {"hub1": [{"user": "x"}, "junk", cg("juser2", 1, -5, "s")], "hub2": "nope"}
+    env.probe.mem = {"hub1": (4 * GiB, 16 * GiB), "hub2": (10 * GiB, 16 * GiB)}
+    resp = env.login().get("/")
+    assert resp.headers["Location"] == hub_url(env, "hub2")
+    assert env.store.session_peaks() == {}

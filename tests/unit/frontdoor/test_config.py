@@ -116,6 +116,14 @@ def test_defaults():
         ({"limits": {"mem_per_server": "lots"}}, "limits.mem_per_server"),
         ({"limits": {"sticky_headroom": 2}}, "limits.sticky_headroom"),
         ({"limits": {"spare": 1}}, "limits.spare"),
+        ({"limits": {"learned_quantile": 0}}, "limits.learned_quantile"),
+        ({"limits": {"learned_quantile": 1.5}}, "limits.learned_quantile"),
+        ({"limits": {"learned_cap": "lots"}}, "limits.learned_cap"),
+        ({"limits": {"learned_floor": "big"}}, "limits.learned_floor"),
+        ({"limits": {"memory_history": 0}}, "limits.memory_history"),
+        ({"limits": {"memory_history": True}}, "limits.memory_history"),
+        ({"limits": {"forget_after_days": 0}}, "limits.forget_after_days"),
+        ({"limits": {"forget_after_days": "soon"}}, "limits.forget_after_days"),
         ({"ssh": {"user": "probe", "known_hosts_file": "/kh", "control_dir": "/r"}}, "ssh.key_file"),
         ({"ssh": None}, "ssh"),
         (
@@ -233,3 +241,22 @@ def test_shipped_example_parses():
     assert cfg.admin_group == "jupyterhub-admins"
     assert cfg.proof_key_files == ("/etc/multijhub-frontdoor/proof_key",)
     assert cfg.admin_group == "jupyterhub-admins"
+
+
+def test_learned_size_settings():
+    cfg = parse_config(
+        minimal(
+            limits={
+                "learned_quantile": 0.8,
+                "learned_floor": "256M",
+                "learned_cap": "4G",
+                "memory_history": 5,
+                "forget_after_days": 30,
+            }
+        )
+    )
+    lim = cfg.limits
+    assert (lim.learned_quantile, lim.learned_floor, lim.learned_cap) == (0.8, 256 * 2**20, 4 * 2**30)
+    assert (lim.memory_history, lim.forget_after_days) == (5, 30.0)
+    default = parse_config(minimal()).limits
+    assert (default.learned_quantile, default.learned_cap, default.forget_after_days) == (0.9, 0, 90.0)

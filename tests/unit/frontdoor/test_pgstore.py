@@ -33,12 +33,18 @@ from test_store import (  # noqa: F401
     test_drained,
     test_drained_and_unhealthy_are_never_chosen,
     test_is_an_assignment_store,
+    test_learned_sizes_from_the_store,
     test_most_free_memory,
     test_not_sticky_without_headroom,
+    test_observe_skips_nodes_that_did_not_answer,
     test_pending_reservations_shift_the_choice,
+    test_pending_users_count_at_their_learned_size,
     test_place_records_and_counts_pending,
     test_previous_and_record_running,
     test_recent_placement_kept_only_while_eligible,
+    test_record_memory_history_bound_forgetting_and_unknown_not_absent,
+    test_record_memory_keeps_each_sessions_peak_and_new_oom_kills,
+    test_returning_user_placed_where_their_learned_size_fits,
     test_sticky_previous_with_room,
 )
 

@@ -234,3 +234,85 @@ def test_concurrent_first_logins_processes(tmp_path):
         p.join(10)
     assert len(set(nodes)) == 1
     assert len(SqliteStore(path).placements("juser1")) == 1
+
+
+# Learned sizes (issue 19): session peaks in the store, and placement by them.
+
+from multijhub_core.cgroupmem import UnitMemory  # noqa: E402
+from multijhub_frontdoor.placing import learned_sizes, observe, size_rule  # noqa: E402
+
+
+def unit(
+    user: str, current: float, peak: float | None = None, *, session: str = "1", oom: int = 0
+) -> UnitMemory:
+    return UnitMemory(user, int(current * GiB), int((peak or current) * GiB), oom, session, 2)
+
+
+def test_record_memory_keeps_each_sessions_peak_and_new_oom_kills(store):
+    assert store.record_memory({"hub1": [unit("ann", 1, 3)]}, now=100.0) == []
+    # the same session later: the peak only grows; one OOM kill is reported once
+    kills = store.record_memory({"hub1": [unit("ann", 2, 2.5, oom=1)]}, now=200.0)
+    assert [(k.user, k.node, k.kills) for k in kills] == [("ann", "hub1", 1)]
+    assert store.record_memory({"hub1": [unit("ann", 2, 2.5, oom=1)]}, now=300.0) == []
+    store.record_memory({"hub2": [unit("ann", 1, session="2", oom=2)]}, now=400.0)  # a new server
+    peaks = store.session_peaks(["ann"])["ann"]
+    assert [(s.node, s.peak / GiB) for s in peaks] == [("hub2", 1.0), ("hub1", 3.0)]  # newest first
+    assert [(k.user, k.node, k.kills) for k in store.oom_kills()] == [("ann", "hub2", 2), ("ann", "hub1", 1)]
+
+
+def test_record_memory_history_bound_forgetting_and_unknown_not_absent(store):
+    for i in range(5):
+        store.record_memory({"hub1": [unit("ann", 1 + i, session=str(i))]}, now=100.0 + i, history=3)
+    assert [s.peak // GiB for s in store.session_peaks(["ann"])["ann"]] == [5, 4, 3]
+    store.record_memory({"hub1": [unit("bob", 1, oom=1)]}, now=1000.0, forget=500.0)
+    # ann was last seen at 104: forgotten; bob's report did not mention her, which alone forgets nothing
+    assert set(store.session_peaks()) == {"bob"}
+    store.record_memory({"hub2": [unit("cy", 1)]}, now=1001.0, forget=500.0)
+    assert set(store.session_peaks()) == {"bob", "cy"}  # bob not in this report: kept
+    assert [k.user for k in store.oom_kills()] == ["bob"]
+
+
+def test_observe_skips_nodes_that_did_not_answer(store):
+    limits = LimitsConfig(mem_per_server=2 * GiB)
+    down = NodeLoad("hub2", 0, 16 * GiB, healthy=False, units=(unit("bob", 1),))
+    up = NodeLoad("hub1", 8 * GiB, 16 * GiB, units=(unit("ann", 1, oom=1),))
+    kills = observe(store, [up, down], limits=limits, now=10.0)
+    assert [k.user for k in kills] == ["ann"]
+    assert set(store.session_peaks()) == {"ann"}
+
+
+def test_learned_sizes_from_the_store(store):
+    rule = size_rule(LimitsConfig(mem_per_server=2 * GiB, learned_cap=6 * GiB))
+    store.record_memory({"hub1": [unit("ann", 1, 3, session="a"), unit("bob", 1, 9)]}, now=1.0)
+    assert learned_sizes(store, ["ann", "bob", "cy"], rule) == {"ann": 3 * GiB, "bob": 6 * GiB, "cy": 2 * GiB}
+    # a running server counts at least at its own peak; its own session is not its history
+    live = {"bob": unit("bob", 1, 9)}
+    assert learned_sizes(store, ["bob"], rule, live) == {"bob": 9 * GiB}
+
+
+def test_returning_user_placed_where_their_learned_size_fits(store):
+    """hub1 has the most free memory now, but its servers are known to grow; ann peaked at 6 GiB."""
+    limits = LimitsConfig(mem_per_server=2 * GiB, sticky_headroom=0.1)
+    # earlier: ann's session peaked at 6 GiB; bob's server on hub1 peaked at 8 GiB and is small now
+    store.record_memory({"hub3": [unit("ann", 1, 6, session="old")]}, now=10.0)
+    hub1 = NodeLoad("hub1", 9 * GiB, 16 * GiB, units=(unit("bob", 1, 8, session="b"),))
+    hub2 = NodeLoad("hub2", 7 * GiB, 16 * GiB, units=(unit("cy", 2, 2, session="c"),))
+    observe(store, [hub1, hub2], limits=limits, now=20.0)
+    p = place_user(store, "ann", [hub1, hub2], drained=(), limits=limits, now=30.0)
+    assert p is not None and p.node == "hub2"  # hub1: 9 free - 7 still promised to bob = 2 < 7
+    # the old policy (no units: nothing learned about running servers) picks hub1
+    plain = [NodeLoad("hub1", 9 * GiB, 16 * GiB), NodeLoad("hub2", 7 * GiB, 16 * GiB)]
+    assert place_user(store, "dan", plain, drained=(), limits=limits, now=31.0).node == "hub1"
+
+
+def test_pending_users_count_at_their_learned_size(store):
+    limits = LimitsConfig(mem_per_server=1 * GiB, pending_seconds=60, sticky_headroom=0.0)
+    store.record_memory({"hub1": [unit("big", 0.1, 6, session="x")]}, now=1.0)
+    nodes = [NodeLoad("hub1", 10 * GiB, 16 * GiB), NodeLoad("hub2", 9 * GiB, 16 * GiB)]
+    assert place_user(store, "big", nodes, drained=(), limits=limits, now=100.0).node == "hub1"
+    # big's server does not show yet: hub1 counts 6 GiB pending, not mem_per_server's 1 GiB
+    assert place_user(store, "ann", nodes, drained=(), limits=limits, now=110.0).node == "hub2"
+    # once it shows among hub1's units it is counted there, not twice
+    shown = [NodeLoad("hub1", 10 * GiB, 16 * GiB, units=(unit("big", 0.1, 6, session="y"),)), nodes[1]]
+    out = effective_loads(shown, drained=(), pending_users={"hub1": ("big",)}, sizes={"big": 6 * GiB})
+    assert (out[0].pending, out[0].reserved) == (0, 6 * GiB - int(0.1 * GiB))

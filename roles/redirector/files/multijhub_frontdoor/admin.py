@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime, timezone
 
 from flask import Blueprint, abort, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 
 from .forms import DrainForm, LogoutForm
-from .status import cluster_status
-from .views import FrontDoor, _fd, _session_user
+from .status import cluster_status, learned_table, node_memory
+from .views import FrontDoor, _fd, _session_user, observe_memory
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,11 @@ def make_admin_blueprint() -> Blueprint:
     """``GET /admin`` and ``POST /admin/drain``."""
     bp = Blueprint("admin", __name__)
 
+    @bp.app_template_filter("utc")
+    def utc(seconds: float) -> str:
+        """Seconds since the epoch as ``YYYY-MM-DD HH:MM:SS`` in UTC."""
+        return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
     @bp.route("/admin")
     def status() -> ResponseReturnValue:
         fd = _fd()
@@ -40,6 +46,7 @@ def make_admin_blueprint() -> Blueprint:
             return redirect("/login")
         resolution = fd.resolver.resolve(user)
         fd.metrics.observe_loads(resolution.loads)
+        observe_memory(fd, resolution)
         nodes = cluster_status(
             fd.resolver,
             resolution,
@@ -47,7 +54,17 @@ def make_admin_blueprint() -> Blueprint:
             store_drained=fd.store.drained_nodes(),
         )
         forms = {n.name: DrainForm(node=n.name, action="undrain" if n.drained_by else "drain") for n in nodes}
-        return render_template("admin.html", user=user, nodes=nodes, forms=forms, form=LogoutForm())
+        return render_template(
+            "admin.html",
+            user=user,
+            nodes=nodes,
+            forms=forms,
+            form=LogoutForm(),
+            memory=node_memory(fd.store, resolution, fd.config.limits),
+            largest=learned_table(fd.store, fd.config.limits),
+            oom_kills=fd.store.oom_kills(),
+            limits=fd.config.limits,
+        )
 
     @bp.route("/admin/drain", methods=["POST"])
     def drain() -> ResponseReturnValue:

@@ -68,9 +68,15 @@ class StoreConfig:
 class LimitsConfig:
     """Per-server sizes used for reservations not yet visible on a node."""
 
-    mem_per_server: int = 0  # bytes
+    mem_per_server: int = 0  # bytes; also the size of a user with no recorded session
     pending_seconds: float = 120.0
-    sticky_headroom: float = 0.2
+    sticky_headroom: float = 0.0  # placement study (issue 19): learned sizes already count growth
+    # Learned sizes (multijhub_core.placement.SizeRule): quantile of the last sessions' peaks.
+    learned_quantile: float = 0.9
+    learned_floor: int = 128 * 1024**2  # bytes
+    learned_cap: int = 0  # bytes; 0 = no cap (else the servers' memory limit)
+    memory_history: int = 10  # session peaks kept per user
+    forget_after_days: float = 90.0  # a user not seen for this long is forgotten
 
 
 @dataclass(frozen=True)
@@ -259,15 +265,49 @@ def _parse_limits(raw: object) -> LimitsConfig:
     where = "limits."
     if not isinstance(raw, dict):
         raise ConfigError("limits: expected a table")
-    _check_unknown(raw, {"mem_per_server", "pending_seconds", "sticky_headroom"}, where)
+    _check_unknown(
+        raw,
+        {
+            "mem_per_server",
+            "pending_seconds",
+            "sticky_headroom",
+            "learned_quantile",
+            "learned_floor",
+            "learned_cap",
+            "memory_history",
+            "forget_after_days",
+        },
+        where,
+    )
     mem = parse_size(raw.get("mem_per_server", 0), f"{where}mem_per_server")
     pending = _num(raw, "pending_seconds", where, 120.0)
     if pending < 0:
         raise ConfigError(f"{where}pending_seconds: must not be negative")
-    headroom = _num(raw, "sticky_headroom", where, 0.2)
+    headroom = _num(raw, "sticky_headroom", where, 0.0)
     if not 0 <= headroom <= 1:
         raise ConfigError(f"{where}sticky_headroom: must be between 0 and 1")
-    return LimitsConfig(mem_per_server=mem, pending_seconds=pending, sticky_headroom=headroom)
+    quantile = _num(raw, "learned_quantile", where, 0.9)
+    if not 0 < quantile <= 1:
+        raise ConfigError(f"{where}learned_quantile: must be above 0 and at most 1")
+    floor = parse_size(raw.get("learned_floor", "128M"), f"{where}learned_floor")
+    cap = parse_size(raw.get("learned_cap", 0), f"{where}learned_cap")
+    # A cap below the floor (a memory limit under 128M) wins: learned_size applies it last.
+    history = _opt(raw, "memory_history", int, where, 10)
+    if isinstance(history, bool) or not 1 <= history <= 1000:
+        raise ConfigError(f"{where}memory_history: must be an integer from 1 to 1000")
+    forget = _num(raw, "forget_after_days", where, 90.0)
+    if forget <= 0:
+        raise ConfigError(f"{where}forget_after_days: must be positive")
+    return LimitsConfig(
+        mem_per_server=mem,
+        pending_seconds=pending,
+        sticky_headroom=headroom,
+        learned_quantile=quantile,
+        learned_floor=floor,
+        learned_cap=cap,
+        memory_history=history,
+        forget_after_days=forget,
+    )
 
 
 _TOP_KEYS = {

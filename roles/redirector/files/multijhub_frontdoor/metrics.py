@@ -84,11 +84,18 @@ class Metrics:
             registry=reg,
             multiprocess_mode="mostrecent",
         )
+        self.oom_kills = Counter(
+            f"{PREFIX}_oom_kills",
+            "Processes of users' servers killed by the kernel for their memory limit (cgroup), per node.",
+            ["node"],
+            registry=reg,
+        )
         for kind in FAILURE_KINDS:  # every kind shows, at 0, from the start
             self.failures.labels(kind=kind)
         for node in nodes:
             self.placements.labels(node=node)
             self.sent.labels(node=node)
+            self.oom_kills.labels(node=node)
 
     def failure(self, kind: str) -> None:
         """Count a failure of a known kind."""

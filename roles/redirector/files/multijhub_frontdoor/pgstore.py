@@ -40,6 +40,24 @@ CREATE TABLE IF NOT EXISTS multijhub_drained (
     since DOUBLE PRECISION NOT NULL,
     by_user TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS multijhub_memory_sessions (
+    username TEXT NOT NULL,
+    session TEXT NOT NULL,
+    node TEXT NOT NULL,
+    peak BIGINT NOT NULL,
+    current BIGINT NOT NULL,
+    oom_kills BIGINT NOT NULL DEFAULT 0,
+    seen_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (username, session)
+);
+CREATE INDEX IF NOT EXISTS multijhub_memory_sessions_seen ON multijhub_memory_sessions (seen_at);
+CREATE TABLE IF NOT EXISTS multijhub_oom_kills (
+    id BIGSERIAL PRIMARY KEY,
+    username TEXT NOT NULL,
+    node TEXT NOT NULL,
+    kills BIGINT NOT NULL,
+    at DOUBLE PRECISION NOT NULL
+);
 """
 
 

@@ -1,14 +1,68 @@
-"""Turn a resolution into a placement: the core's choose_node under the store's lock."""
+"""Turn a resolution into a placement: the core's choose_node under the store's lock.
+
+Learned sizes (issue 19): ``observe`` records every answering node's servers' memory (the
+probe's ``units``, from their cgroups) in the store; ``place_user`` then counts each server at
+its user's learned size (``multijhub_core.placement.learned_size`` over the store's session
+peaks): the new server as its ``need``, a running one by what it is still expected to grow
+(``reserved``), a placed one not visible yet as pending.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 
-from multijhub_core.placement import NodeLoad, choose_node
+from multijhub_core.cgroupmem import UnitMemory
+from multijhub_core.placement import NodeLoad, SizeRule, choose_node, learned_size, reserved
 
 from .config import LimitsConfig
-from .store import AssignmentStore, Placement, PlacementContext
+from .store import AssignmentStore, OomKill, Placement, PlacementContext
+
+
+def size_rule(limits: LimitsConfig) -> SizeRule:
+    """The estimator's settings from the front door's limits."""
+    return SizeRule(
+        default=limits.mem_per_server,
+        quantile=limits.learned_quantile,
+        floor=limits.learned_floor,
+        cap=limits.learned_cap,
+        history=limits.memory_history,
+    )
+
+
+def learned_sizes(
+    store: AssignmentStore,
+    users: Collection[str],
+    rule: SizeRule,
+    running: Mapping[str, UnitMemory] | None = None,
+) -> dict[str, int]:
+    """The size (bytes) each of ``users``' servers counts at.
+
+    A user's size is ``learned_size`` of the peaks of their recorded sessions other than the
+    one running now (``running``: the user's unit as reported), ``rule.default`` with none;
+    a running server counts at least at its own peak so far.
+    """
+    running = running or {}
+    peaks = store.session_peaks(users)
+    sizes = {}
+    for user in users:
+        live = running.get(user)
+        done = [s.peak for s in peaks.get(user, []) if live is None or s.session != live.session]
+        size = learned_size(done[: rule.history], rule)
+        sizes[user] = max(size, live.peak) if live is not None else size
+    return sizes
+
+
+def observe(
+    store: AssignmentStore, loads: Sequence[NodeLoad], *, limits: LimitsConfig, now: float | None = None
+) -> list[OomKill]:
+    """Record the memory of the servers of every node that answered; the new OOM kills."""
+    units = {load.name: load.units for load in loads if load.healthy and load.units}
+    if not units:
+        return []
+    return store.record_memory(
+        units, now=now, history=limits.memory_history, forget=limits.forget_after_days * 86400.0
+    )
 
 
 def effective_loads(
@@ -17,17 +71,34 @@ def effective_loads(
     drained: Collection[str],
     pending: dict[str, int] | None = None,
     mem_per_server: int = 0,
+    pending_users: Mapping[str, Sequence[str]] | None = None,
+    sizes: Mapping[str, int] | None = None,
 ) -> list[NodeLoad]:
-    """Loads with drained flags and pending reservations (bytes) filled in."""
+    """Loads with drained flags, pending reservations and reserved growth (bytes) filled in.
+
+    Without ``pending_users``, each pending placement counts ``mem_per_server``. With them,
+    each user placed recently counts at their learned size from ``sizes`` (``mem_per_server``
+    for a user without one) unless their server already shows among the node's units.
+    """
     pending = pending or {}
-    return [
-        replace(
-            load,
-            drained=load.name in drained,
-            pending=pending.get(load.name, 0) * mem_per_server,
+    sizes = sizes or {}
+    out = []
+    for load in loads:
+        if pending_users is None:
+            waiting = pending.get(load.name, 0) * mem_per_server
+        else:
+            visible = {u.user for u in load.units}
+            names = [user for user in pending_users.get(load.name, ()) if user not in visible]
+            waiting = sum(sizes.get(user, mem_per_server) for user in names)
+        out.append(
+            replace(
+                load,
+                drained=load.name in drained,
+                pending=waiting,
+                reserved=reserved(load.units, sizes),
+            )
         )
-        for load in loads
-    ]
+    return out
 
 
 def place_user(
@@ -43,16 +114,24 @@ def place_user(
 
     Inside the store's per-user lock: a fresh placement of this user on a
     node that is still eligible is kept (the concurrent first login case);
-    otherwise the core's choose_node decides, counting other users' recent
-    placements as pending memory and sticking to the previous node.
+    otherwise the core's choose_node decides, counting the user's new server
+    at its learned size, running servers at what they are expected to grow by,
+    other users' recent placements as pending memory, and sticking to the
+    previous node.
     """
+    rule = size_rule(limits)
 
     def choose(ctx: PlacementContext) -> str | None:
+        waiting = {name for names in ctx.pending_users.values() for name in names}
+        running = {u.user: u for load in loads for u in load.units}
+        sizes = learned_sizes(store, set(running) | waiting | {user}, rule, running)
         current = effective_loads(
             loads,
             drained=drained,
             pending=dict(ctx.pending),
             mem_per_server=limits.mem_per_server,
+            pending_users=ctx.pending_users,
+            sizes=sizes,
         )
         eligible = {n.name for n in current if n.healthy and not n.drained}
         if ctx.recent in eligible:
@@ -60,7 +139,7 @@ def place_user(
         return choose_node(
             current,
             previous=ctx.previous,
-            need=limits.mem_per_server,
+            need=sizes.get(user, limits.mem_per_server),
             sticky_headroom=limits.sticky_headroom,
         )
 

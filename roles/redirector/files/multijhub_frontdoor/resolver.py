@@ -9,6 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
+from multijhub_core.cgroupmem import UnitMemory
 from multijhub_core.decision import Decision, NodeAnswer, combine, decide
 from multijhub_core.placement import NodeLoad
 
@@ -42,6 +43,36 @@ def _outcome(fut: Future[Any] | None, what: str, deadline: float) -> tuple[bool,
         return False, None, f"{what}: {exc}"
     log.error("%s failed unexpectedly: %r", what, exc)
     return False, None, f"{what}: {type(exc).__name__}"
+
+
+def parse_units(report: Mapping[str, Any]) -> tuple[UnitMemory, ...]:
+    """The node's servers' memory from a probe answer's ``units`` (absent in older probes: none).
+
+    An entry that is not a well-formed unit is skipped (and logged): a bad entry must not
+    stop a login.
+    """
+    raw = report.get("units")
+    if not isinstance(raw, list):
+        return ()
+    units = []
+    for item in raw:
+        try:
+            unit = UnitMemory(
+                user=str(item["user"]),
+                current=int(item["current"]),
+                peak=int(item["peak"]),
+                oom_kills=int(item.get("oom_kills", 0)),
+                session=str(item["session"]),
+                cgroup=int(item.get("cgroup", 0)),
+            )
+        except (TypeError, KeyError, ValueError, AttributeError):
+            log.warning("probe answer with a malformed unit entry skipped: %.200r", item)
+            continue
+        if min(unit.current, unit.peak, unit.oom_kills) < 0:
+            log.warning("probe answer with a negative unit value skipped: %.200r", item)
+            continue
+        units.append(unit)
+    return tuple(units)
 
 
 class Resolver:
@@ -98,6 +129,7 @@ class Resolver:
                     mem_available=int(report.get("mem_available", 0)),
                     mem_total=int(report.get("mem_total", 0)),
                     healthy=both,
+                    units=parse_units(report),
                 )
             )
         decision = decide(username, answers)

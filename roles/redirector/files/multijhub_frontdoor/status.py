@@ -6,8 +6,65 @@ from collections.abc import Collection
 from concurrent.futures import wait
 from dataclasses import dataclass
 
+from multijhub_core.placement import learned_size, promised
+
+from .config import LimitsConfig
 from .hubapi import HubApiError
+from .placing import learned_sizes, size_rule
 from .resolver import Resolution, Resolver
+from .store import AssignmentStore
+
+
+@dataclass(frozen=True)
+class NodeMemory:
+    """A node's servers' memory for the admin page (bytes), from the units its probe reported."""
+
+    servers: int  # running servers (units) reported
+    in_use: int  # their memory now
+    promised: int  # each counted at the larger of its use now and its learned size
+
+
+@dataclass(frozen=True)
+class LearnedRow:
+    """A user's learned size for the admin page."""
+
+    user: str
+    size: int  # bytes
+    sessions: int  # sessions recorded
+    last_peak: int  # bytes: the newest session's peak
+    last_node: str
+
+
+def node_memory(
+    store: AssignmentStore, resolution: Resolution, limits: LimitsConfig
+) -> dict[str, NodeMemory]:
+    """Per node that answered: its servers' memory in use and promised by learned sizes."""
+    running = {u.user: u for load in resolution.loads for u in load.units}
+    sizes = learned_sizes(store, set(running), size_rule(limits), running)
+    return {
+        load.name: NodeMemory(
+            len(load.units), sum(u.current for u in load.units), promised(load.units, sizes)
+        )
+        for load in resolution.loads
+        if load.healthy
+    }
+
+
+def learned_table(store: AssignmentStore, limits: LimitsConfig, top: int = 10) -> list[LearnedRow]:
+    """The ``top`` users with the largest learned sizes (largest first, then by name)."""
+    rule = size_rule(limits)
+    rows = [
+        LearnedRow(
+            user,
+            learned_size([s.peak for s in done[: rule.history]], rule),
+            len(done),
+            done[0].peak,
+            done[0].node,
+        )
+        for user, done in store.session_peaks().items()
+        if done
+    ]
+    return sorted(rows, key=lambda r: (-r.size, r.user))[:top]
 
 
 @dataclass(frozen=True)

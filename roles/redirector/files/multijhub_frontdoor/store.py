@@ -19,19 +19,36 @@ PostgreSQL takes ``pg_advisory_xact_lock`` on a hash of the user name.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Protocol
 
+from multijhub_core.cgroupmem import UnitMemory
+
 from .config import ConfigError, StoreConfig
-from .sqlstore import HISTORY_SECONDS, Chooser, Dialect, Placement, PlacementContext, SqlStore
+from .sqlstore import (
+    FORGET_SECONDS,
+    HISTORY_SECONDS,
+    MEMORY_HISTORY,
+    Chooser,
+    Dialect,
+    OomKill,
+    Placement,
+    PlacementContext,
+    SessionPeak,
+    SqlStore,
+)
 
 __all__ = [
+    "FORGET_SECONDS",
     "HISTORY_SECONDS",
+    "MEMORY_HISTORY",
     "AssignmentStore",
     "Chooser",
+    "OomKill",
     "Placement",
     "PlacementContext",
+    "SessionPeak",
     "SqliteStore",
     "open_store",
 ]
@@ -77,6 +94,25 @@ class AssignmentStore(Protocol):
         """Drain or undrain ``node``."""
         ...
 
+    def record_memory(
+        self,
+        units: Mapping[str, Sequence[UnitMemory]],
+        *,
+        now: float | None = None,
+        history: int = MEMORY_HISTORY,
+        forget: float = FORGET_SECONDS,
+    ) -> list[OomKill]:
+        """Record the servers' memory per node (bytes); the OOM kills not seen before."""
+        ...
+
+    def session_peaks(self, users: Iterable[str] | None = None) -> dict[str, list[SessionPeak]]:
+        """Recorded sessions per user, newest first."""
+        ...
+
+    def oom_kills(self, limit: int = 20) -> list[OomKill]:
+        """The most recent OOM kills recorded, newest first."""
+        ...
+
     def close(self) -> None:
         """Release resources."""
         ...
@@ -101,6 +137,24 @@ CREATE TABLE IF NOT EXISTS drained (
     node TEXT PRIMARY KEY,
     since REAL NOT NULL,
     by_user TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS memory_sessions (
+    user TEXT NOT NULL,
+    session TEXT NOT NULL,
+    node TEXT NOT NULL,
+    peak INTEGER NOT NULL,
+    current INTEGER NOT NULL,
+    oom_kills INTEGER NOT NULL DEFAULT 0,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (user, session)
+);
+CREATE INDEX IF NOT EXISTS memory_sessions_seen ON memory_sessions (seen_at);
+CREATE TABLE IF NOT EXISTS oom_kills (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user TEXT NOT NULL,
+    node TEXT NOT NULL,
+    kills INTEGER NOT NULL,
+    at REAL NOT NULL
 );
 """
 

@@ -17,7 +17,7 @@ from .config import Config, NodeConfig
 from .forms import GoForm, LoginForm, LogoutForm
 from .handoff import send_to_hub
 from .metrics import Metrics
-from .placing import place_user
+from .placing import observe, place_user
 from .redirects import login_url, validate_next
 from .resolver import Resolution, Resolver
 from .store import AssignmentStore
@@ -156,11 +156,19 @@ def _index_url(next_path: str) -> str:
     return "/?" + urlencode({"next": next_path}) if next_path else "/"
 
 
+def observe_memory(fd: FrontDoor, resolution: Resolution) -> None:
+    """Record the servers' memory the nodes reported (learned sizes); count and log new OOM kills."""
+    for kill in observe(fd.store, resolution.loads, limits=fd.config.limits):
+        fd.metrics.oom_kills.labels(node=kill.node).inc(kill.kills)
+        log.warning("OOM kill: %d process(es) of %s's server on %s", kill.kills, kill.user, kill.node)
+
+
 def _resolve(user: str) -> Resolution:
     fd = _fd()
     resolution = fd.resolver.resolve(user)
     fd.metrics.resolution_seconds.observe(resolution.elapsed)
     fd.metrics.observe_loads(resolution.loads)
+    observe_memory(fd, resolution)
     decision = resolution.decision
     log.info(
         "resolved %s: %s %s in %.3f s",

@@ -1,0 +1,87 @@
+"""The kernel's account of each server's memory: a real cgroup v1 here, a v2 tree written out."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from multijhub_core.cgroupmem import read_unit, scan_units, unit_name
+from multijhub_core.report import node_report
+
+MiB = 1024**2
+V1_ROOT = Path("/sys/fs/cgroup/memory")
+
+
+def write_v2_unit(root: Path, slice_: str, user: str, current: int, peak: int | None, oom: int) -> Path:
+    path = root / slice_ / unit_name(user)
+    path.mkdir(parents=True)
+    (path / "memory.current").write_text(f"{current}\n")
+    if peak is not None:
+        (path / "memory.peak").write_text(f"{peak}\n")
+    (path / "memory.events").write_text(f"low 0\nhigh 0\nmax 3\noom {oom}\noom_kill {oom}\n")
+    return path
+
+
+def test_v2_units_in_any_slice(tmp_path: Path) -> None:
+    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
+    write_v2_unit(tmp_path, "system.slice", "ann", 300 * MiB, 900 * MiB, 0)
+    write_v2_unit(tmp_path, "jupyter.slice/users.slice", "bob", 50 * MiB, None, 2)  # no memory.peak (< 5.19)
+    (tmp_path / "system.slice" / "sshd.service").mkdir()
+    units = scan_units(str(tmp_path))
+    assert [(u.user, u.current, u.peak, u.oom_kills, u.cgroup) for u in units] == [
+        ("ann", 300 * MiB, 900 * MiB, 0, 2),
+        ("bob", 50 * MiB, 50 * MiB, 2, 2),
+    ]
+    ann = tmp_path / "system.slice" / unit_name("ann")
+    assert units[0].session == str(os.stat(ann).st_ino)
+
+
+def test_gone_or_unreadable_unit_is_none(tmp_path: Path) -> None:
+    assert read_unit(str(tmp_path / "nothing"), "ann") is None
+    (tmp_path / "empty").mkdir()
+    assert read_unit(str(tmp_path / "empty"), "ann") is None
+    assert scan_units(str(tmp_path / "nothing")) == []
+
+
+@pytest.fixture
+def v1_slice() -> Iterator[Path]:
+    if not os.access(V1_ROOT, os.W_OK):
+        pytest.skip("needs a writable cgroup v1 memory controller (root)")
+    path = V1_ROOT / f"multijhub-test-{uuid.uuid4().hex[:8]}.slice"
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        for child in path.iterdir():
+            if child.is_dir():
+                child.rmdir()
+        path.rmdir()
+
+
+def test_real_v1_cgroup_peak_and_oom_kill(v1_slice: Path) -> None:
+    unit = v1_slice / unit_name("mjtest")
+    unit.mkdir()
+    (unit / "memory.limit_in_bytes").write_text(str(64 * MiB))
+    # A process in the unit's cgroup takes 30 MiB, then more than the limit: the kernel kills it.
+    code = (
+        "import os, sys\n"
+        f"open({str(unit / 'cgroup.procs')!r}, 'w').write(str(os.getpid()))\n"
+        "a = bytearray(30 * 2**20)\n"
+        "b = bytearray(100 * 2**20)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], check=False, timeout=60)
+    assert result.returncode == -9  # SIGKILL from the OOM killer
+    units = {u.user: u for u in scan_units("/sys/fs/cgroup")}
+    got = units["mjtest"]
+    assert got.cgroup == 1
+    assert got.peak >= 30 * MiB  # the kernel's peak, though the process is gone
+    assert got.oom_kills == 1
+    assert got.session == str(os.stat(unit).st_ino)
+    report = node_report("root")  # the probe's answer carries every unit, backward compatible
+    assert any(u["user"] == "mjtest" and u["oom_kills"] == 1 for u in report["units"])
+    assert report["memory"] is None  # root has no unit of its own
