@@ -33,6 +33,7 @@ from test_store import (  # noqa: F401
     test_drained,
     test_drained_and_unhealthy_are_never_chosen,
     test_is_an_assignment_store,
+    test_login_failures_in_a_moving_window,
     test_most_free_memory,
     test_not_sticky_without_headroom,
     test_pending_reservations_shift_the_choice,

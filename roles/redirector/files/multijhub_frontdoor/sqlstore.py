@@ -10,12 +10,13 @@ parameter style, the table name prefix and the name of the user column. The SQL 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 HISTORY_SECONDS = 7 * 24 * 3600
+FAILURE_HISTORY_SECONDS = 24 * 3600  # failed logins are kept this long (throttle.MAX_WINDOW)
 
 
 @dataclass(frozen=True)
@@ -185,3 +186,38 @@ class SqlStore:
                 )
             else:
                 conn.execute(q("DELETE FROM {t}drained WHERE node = {p}"), (node,))
+
+    # --- failed logins (throttle.FailureThrottle) -------------------------------------------
+
+    def record_login_failures(self, subjects: Sequence[str], now: float | None = None) -> None:
+        """Count one failed login for each subject (``user:NAME``, ``addr:ADDRESS``)."""
+        now = time.time() if now is None else now
+        q = self.dialect
+        with self._tx() as conn:
+            for subject in subjects:
+                conn.execute(
+                    q("INSERT INTO {t}login_failures (subject, at) VALUES ({p}, {p})"), (subject, now)
+                )
+            conn.execute(q("DELETE FROM {t}login_failures WHERE at < {p}"), (now - FAILURE_HISTORY_SECONDS,))
+
+    def login_failure_block(
+        self, subject: str, amount: int, window: float, now: float | None = None
+    ) -> float | None:
+        """Until when ``subject`` is blocked by ``amount`` failures within ``window`` seconds, or None.
+
+        The ``amount``-th most recent failure inside the window leaves it ``window`` seconds
+        after it happened; before that the subject has ``amount`` failures in the window.
+        """
+        now = time.time() if now is None else now
+        sql = self.dialect(
+            "SELECT at FROM {t}login_failures WHERE subject = {p} AND at > {p}"
+            " ORDER BY at DESC LIMIT 1 OFFSET {p}"
+        )
+        with self._read() as conn:
+            row = conn.execute(sql, (subject, now - window, max(0, amount - 1))).fetchone()
+        return None if row is None else float(row[0]) + window
+
+    def clear_login_failures(self, subject: str) -> None:
+        """Forget ``subject``'s failed logins."""
+        with self._tx() as conn:
+            conn.execute(self.dialect("DELETE FROM {t}login_failures WHERE subject = {p}"), (subject,))
