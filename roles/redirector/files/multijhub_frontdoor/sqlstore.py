@@ -218,6 +218,10 @@ class SqlStore:
         return None if row is None else float(row[0]) + window
 
     def clear_login_failures(self, subject: str) -> None:
-        """Forget ``subject``'s failed logins."""
+        """Forget ``subject``'s failed logins (no write when there are none: the usual login)."""
+        with self._read() as conn:
+            sql = self.dialect("SELECT 1 FROM {t}login_failures WHERE subject = {p} LIMIT 1")
+            if conn.execute(sql, (subject,)).fetchone() is None:
+                return
         with self._tx() as conn:
             conn.execute(self.dialect("DELETE FROM {t}login_failures WHERE subject = {p}"), (subject,))
