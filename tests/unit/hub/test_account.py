@@ -23,6 +23,8 @@ SHADOW = """root:*:19000:0:99999:7:::
 juser1:!$6$salt$hash:19000:0:99999:7:::
 juser2:$6$salt$hash:19000:0:99999:7:::
 juser10:!:19000::::::
+juser3:$6$salt$hash:19000:0:99999:7::1:
+juser4:$6$salt$hash:19000:0:99999:7::99999:
 """
 
 
@@ -56,12 +58,27 @@ def fake_pamela(monkeypatch):
     return codes
 
 
+def test_the_local_expiry_day(tmp_path):
+    shadow = tmp_path / "shadow"
+    shadow.write_text(SHADOW)
+    assert account.shadow_state("juser3", str(shadow)) == account.EXPIRED  # usermod -e 1
+    assert account.shadow_state("juser4", str(shadow)) == account.OK
+    assert account.shadow_state("juser2", str(shadow)) == account.OK
+    assert account.shadow_state("juser1", str(shadow)) == account.LOCKED
+
+
 def test_check_account_asks_pam_then_the_local_lock(tmp_path, fake_pamela):
     shadow = tmp_path / "shadow"
     shadow.write_text(SHADOW)
-    fake_pamela.update({"juser2": 13, "gone": 10, "broken": 4})
+    fake_pamela.update({"juser2": 13, "gone": 10, "broken": 4, "juser3": 7, "juser4": 7})
     assert account.check_account("juser2", shadow=str(shadow)) == account.EXPIRED
     assert account.check_account("juser1", shadow=str(shadow)) == account.LOCKED  # PAM says ok: passwd -l
     assert account.check_account("root", shadow=str(shadow)) == account.OK
     assert account.check_account("gone", shadow=str(shadow)) == account.UNKNOWN_USER
     assert account.check_account("broken", shadow=str(shadow)) == account.UNAVAILABLE
+    # Debian's common-account folds pam_unix's ACCT_EXPIRED into AUTH_ERR: shadow tells which.
+    assert account.check_account("juser3", shadow=str(shadow)) == account.EXPIRED
+    fake_pamela["root"] = 7
+    assert account.check_account("root", shadow=str(shadow)) == account.DENIED
+    fake_pamela["multijhub-nosuchuser"] = 7  # pam_unix's USER_UNKNOWN, folded the same way
+    assert account.check_account("multijhub-nosuchuser", shadow=str(shadow)) == account.UNKNOWN_USER

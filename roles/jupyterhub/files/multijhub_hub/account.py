@@ -10,8 +10,10 @@ at the front door gets no new hub session. Two sources, both read-only:
   (pam_access, pam_time, SSSD's account rules).
 - A locked password in the local ``/etc/shadow`` (``passwd -l``, ``usermod -L``: the hash
   starts with ``!``). pam_unix's account management does not look at it: a locked password
-  only fails a password check, and a login proof carries no password. Accounts that are not
-  in the local shadow file (LDAP, SSSD) are left to PAM.
+  only fails a password check, and a login proof carries no password. The same file tells
+  an expiry apart from another refusal when the PAM stack folds it into a plain "denied"
+  (Debian's ``common-account`` does). Accounts that are not in the local shadow file (LDAP,
+  SSSD) are left to PAM.
 
 Plain Python: no JupyterHub import (the front door copies this module); ``pamela`` is
 imported when first needed.
@@ -19,6 +21,8 @@ imported when first needed.
 
 from __future__ import annotations
 
+import pwd
+import time
 from typing import Final
 
 OK: Final = "ok"
@@ -57,21 +61,33 @@ def pam_state(code: int) -> str:
     return _PAM_CODES.get(code, UNAVAILABLE)
 
 
-def shadow_locked(user: str, path: str = "/etc/shadow") -> bool | None:
-    """True when ``user``'s local password is locked (hash starting with ``!``).
-
-    None when the file cannot be read or has no line for the user (nothing known locally).
+def shadow_state(user: str, path: str = "/etc/shadow", *, now: float | None = None) -> str | None:
+    """What the local shadow file says: LOCKED (hash starting with ``!``), EXPIRED (field 8,
+    the account's expiry day, reached), OK, or None when the file cannot be read or has no
+    line for the user (nothing known locally).
     """
     prefix = user + ":"
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith(prefix):
-                    fields = line.split(":")
-                    return len(fields) > 1 and fields[1].startswith("!")
+            line = next((line for line in fh if line.startswith(prefix)), None)
     except OSError:
         return None
-    return None
+    if line is None:
+        return None
+    fields = line.rstrip("\n").split(":")
+    if len(fields) > 1 and fields[1].startswith("!"):
+        return LOCKED
+    expire = fields[7] if len(fields) > 7 else ""
+    today = int((time.time() if now is None else now) // 86400)
+    if expire.strip().isdigit() and int(expire) <= today:
+        return EXPIRED
+    return OK
+
+
+def shadow_locked(user: str, path: str = "/etc/shadow") -> bool | None:
+    """True when ``user``'s local password is locked; None when nothing is known locally."""
+    state = shadow_state(user, path)
+    return None if state is None else state == LOCKED
 
 
 def check_account(user: str, service: str = "login", *, shadow: str = "/etc/shadow") -> str:
@@ -84,7 +100,17 @@ def check_account(user: str, service: str = "login", *, shadow: str = "/etc/shad
     try:
         pamela.check_account(user, service=service)
     except pamela.PAMError as exc:
-        return pam_state(int(exc.errno)) if exc.errno is not None else UNAVAILABLE
-    if shadow_locked(user, shadow):
-        return LOCKED
-    return OK
+        state = pam_state(int(exc.errno)) if exc.errno is not None else UNAVAILABLE
+        # A stack may fold pam_unix's own answer into a plain refusal (Debian's common-account
+        # turns ACCT_EXPIRED into pam_deny's AUTH_ERR): the local file says which it was.
+        if state != DENIED:
+            return state
+        local = shadow_state(user, shadow)
+        if local in (EXPIRED, LOCKED):
+            return local
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            return UNKNOWN_USER
+        return DENIED
+    return LOCKED if shadow_state(user, shadow) == LOCKED else OK
