@@ -61,8 +61,9 @@ def logins_total() -> float:
 def test_metrics_add_up_over_every_gunicorn_worker(frontdoor, no_failures):
     env = frontdoor.run_test("systemctl show -p Environment multijhub-frontdoor").stdout
     assert "PROMETHEUS_MULTIPROC_DIR=/run/multijhub-frontdoor-metrics" in env
-    workers = frontdoor.run("pgrep -c -P $(systemctl show -p MainPID --value multijhub-frontdoor)").stdout
-    assert int(workers) == 2, workers
+    main = frontdoor.run_test("systemctl show -p MainPID --value multijhub-frontdoor").stdout.strip()
+    workers = frontdoor.run(f"pgrep -c -P {main} -f gunicorn").stdout
+    assert int(workers) == 2, workers  # redirector_workers in the test inventory
     before = logins_total()
     n = 9
     users = ["juser1", "juser2", "jadmin"] * 3
