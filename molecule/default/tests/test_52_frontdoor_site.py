@@ -48,6 +48,14 @@ def login_post(user: str, password: str) -> tuple[requests.Session, requests.Res
     return session, reply
 
 
+def answer_action(html: str) -> str:
+    return re.search(r'<form id="handoff" method="post" action="([^"]+)"', html).group(1)
+
+
+def answer_proof(html: str) -> str:
+    return re.search(r'name="proof" value="([^"]+)"', html).group(1)
+
+
 def logins_total() -> float:
     text = requests.get(f"{FRONTDOOR}/metrics", timeout=10).text
     match = re.search(r"^multijhub_frontdoor_logins_total (\S+)$", text, re.MULTILINE)
@@ -112,7 +120,13 @@ def test_a_capitalised_name_logs_in_as_the_lower_case_user(no_failures):
     assert reply.status_code == 303, reply.text[:500]
     answer = session.get(f"{FRONTDOOR}/", allow_redirects=False, timeout=60)
     assert answer.status_code == 200 and 'id="handoff"' in answer.text
-    assert "/user/juser1/" in answer.text or "juser1" in answer.text
+    # The proof is for juser1: the hub logs juser1 in (its own PAM account check included).
+    action = answer_action(answer.text)
+    hub = requests.Session()
+    at_hub = hub.post(action, data={"proof": answer_proof(answer.text)}, allow_redirects=False, timeout=60)
+    assert at_hub.status_code == 303 and "/hub/spawn" in at_hub.headers["Location"], at_hub.status_code
+    home = hub.get(action.split("/hub/", 1)[0] + "/hub/home", timeout=60)
+    assert home.status_code == 200 and "juser1" in home.text and "Juser1" not in home.text
 
 
 def test_the_name_field_does_not_capitalise():
