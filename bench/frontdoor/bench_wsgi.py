@@ -2,8 +2,9 @@
 
 The front door's own ``create_app`` and ``build_resolver`` on the configuration named by
 $MULTIJHUB_FRONTDOOR_CONFIG, with two bench parts injected: an authenticator that accepts
-one bench user (instead of PAM); the probe's ssh (``ssh.binary`` in the configuration)
-reads the emulated nodes' ssh_config. Environment: MJB_CORE_DIR, MJB_USER, MJB_PASSWORD_FILE.
+one bench user (instead of PAM, account checks included); the probe's ssh (``ssh.binary``
+in the configuration) reads the emulated nodes' ssh_config.
+Environment: MJB_CORE_DIR, MJB_USER, MJB_PASSWORD_FILE.
 """
 
 from __future__ import annotations
@@ -39,4 +40,5 @@ resolver = build_resolver(config)
 authenticator = BenchAuthenticator(
     os.environ["MJB_USER"], Path(os.environ["MJB_PASSWORD_FILE"]).read_text().strip()
 )
-app = create_app(config, authenticator=authenticator, resolver=resolver)
+# The bench user exists on no host: its account is always valid (no PAM account check).
+app = create_app(config, authenticator=authenticator, resolver=resolver, account_check=lambda _user: "ok")

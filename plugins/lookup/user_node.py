@@ -41,6 +41,12 @@ options:
         or the hub was unreachable, its message is given as the reason.
     type: str
     default: multijhub_jupyter_servers_result
+  username_pattern:
+    description:
+      - The site's user-name rule (a regular expression the whole name must match), within
+        the core's fixed safety bounds. Default the core's rule, C([a-z_][a-z0-9_.-]{0,31}).
+        Playbooks pass C(multijhub_username_pattern).
+    type: str
   check_only:
     description:
       - Only validate the user names and return them (as strings), without reading any fact.
@@ -155,7 +161,9 @@ from ansible_collections.multijhub.cluster.plugins.module_utils.placement import
     choose_node,
 )
 from ansible_collections.multijhub.cluster.plugins.module_utils.usernames import (
+    DEFAULT_PATTERN,
     InvalidUsername,
+    InvalidUsernamePattern,
     validate_username,
 )
 
@@ -266,10 +274,11 @@ class LookupModule(LookupBase):
         self.set_options(var_options=variables, direct=kwargs)
         variables = variables or {}
         users: list[str] = []
+        pattern = self.get_option("username_pattern") or DEFAULT_PATTERN
         for term in terms:
             try:
-                users.append(validate_username(term))
-            except InvalidUsername as exc:
+                users.append(validate_username(term, pattern))
+            except (InvalidUsername, InvalidUsernamePattern) as exc:
                 raise AnsibleLookupError(f"multijhub.cluster.user_node: {exc}") from None
         if self.get_option("check_only"):
             return users

@@ -346,7 +346,7 @@ def main() -> None:
         if module.params["all_users"]:
             report = node_servers_report()
             module.exit_json(changed=False, ansible_facts={"multijhub_node_servers": report}, **report)
-        validate_username(user)
+        validate_username(user, pattern=None)
         if module.params["prune"] is not None:
             _prune(module, user, module.params["prune"])
         try:

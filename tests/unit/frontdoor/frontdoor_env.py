@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT / "roles" / "redirector" / "files"))
 sys.path.insert(0, str(ROOT / "roles" / "jupyterhub" / "files"))
 
 from multijhub_frontdoor.app import create_app  # noqa: E402
+from multijhub_frontdoor.auth import AccountRefused  # noqa: E402
 from multijhub_frontdoor.config import load_config, read_secret_file  # noqa: E402
 from multijhub_frontdoor.hubapi import HubApi  # noqa: E402
 from multijhub_frontdoor.probe import ProbeError, RunResult, SshProbe  # noqa: E402
@@ -257,6 +258,7 @@ def write_config(
 ) -> Path:
     secret = write_secret(tmp_path / "secret_key", "s" * 64)
     top = {"login_rate_limit": "1000 per minute", **top}
+    top = {key: value for key, value in top.items() if value is not None}  # None: the app's default
     lines = [
         f'secret_key_file = "{secret}"',
         f'store = "{tmp_path / "assignments.sqlite3"}"',
@@ -294,13 +296,29 @@ class FakeAuth:
     def __init__(self, users: dict[str, str]) -> None:
         self.users = users
         self.calls: list[tuple[str, str]] = []
+        self.account: dict[str, str] = {}  # user -> state PAM's account step refuses with
 
     def authenticate(self, username: str, password: str) -> bool:
         self.calls.append((username, password))
-        return self.users.get(username) == password
+        ok = self.users.get(username) == password
+        if ok and username in self.account:
+            raise AccountRefused(self.account[username])
+        return ok
 
 
 PASSWORDS = {"juser1": "pw-juser1", "juser2": "pw-juser2", "juser3": "pw-juser3"}
+
+
+class FakeAccounts:
+    """Stands in for PAM account management: every account is "ok" unless set otherwise."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, str] = {}
+        self.calls: list[str] = []
+
+    def __call__(self, user: str) -> str:
+        self.calls.append(user)
+        return self.state.get(user, "ok")
 
 
 @dataclass
@@ -312,6 +330,7 @@ class Env:
     auth: FakeAuth
     store: SqliteStore
     resolver: Resolver
+    accounts: FakeAccounts
 
     def client(self) -> Any:
         return self.app.test_client()
@@ -348,9 +367,17 @@ def build_env(
     resolver = Resolver(config.nodes, apis, SshProbe(config.ssh, runner=probe), deadline=config.deadline)
     store = SqliteStore(config.store.path)
     auth = FakeAuth(PASSWORDS)
-    app = create_app(config, authenticator=auth, resolver=resolver, store=store, group_check=group_check)
+    accounts = FakeAccounts()
+    app = create_app(
+        config,
+        authenticator=auth,
+        resolver=resolver,
+        store=store,
+        group_check=group_check,
+        account_check=accounts,
+    )
     app.config["TESTING"] = True
-    return Env(app, config, hubs, probe, auth, store, resolver)
+    return Env(app, config, hubs, probe, auth, store, resolver, accounts)
 
 
 @pytest.fixture

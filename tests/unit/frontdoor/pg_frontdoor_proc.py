@@ -37,7 +37,12 @@ def main() -> int:
     probe.mem = {n.name: ((12 if n.name == preferred else 6) * GiB, 16 * GiB) for n in config.nodes}
     apis = {n.name: HubApi(n.name, n.api_url, conftest.TOKEN) for n in config.nodes}
     resolver = Resolver(config.nodes, apis, SshProbe(config.ssh, runner=probe), deadline=config.deadline)
-    app = create_app(config, authenticator=conftest.FakeAuth(conftest.PASSWORDS), resolver=resolver)
+    app = create_app(
+        config,
+        authenticator=conftest.FakeAuth(conftest.PASSWORDS),
+        resolver=resolver,
+        account_check=conftest.FakeAccounts(),
+    )
     app.config["TESTING"] = True
 
     real_choose = placing.choose_node

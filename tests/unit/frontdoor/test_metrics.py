@@ -6,8 +6,10 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 from frontdoor_env import _CORE_DIR, ROOT, GiB, build_env, evidence, login
+from multijhub_frontdoor import gunicorn_conf
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -118,3 +120,23 @@ def test_multiprocess_mode_adds_up_workers(tmp_path):
     assert samples[P + "logins_total{}"] == 2
     assert samples[P + 'placements_total{"node": "hub2"}'] == 2
     assert samples[P + "nodes_up{}"] == 2
+
+
+def test_gunicorn_child_exit_marks_the_worker_dead(monkeypatch):
+    """Issue 17: the hook the unit loads (--config python:multijhub_frontdoor.gunicorn_conf)."""
+    dead: list[int] = []
+    monkeypatch.setattr(gunicorn_conf.multiprocess, "mark_process_dead", dead.append)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/run/multijhub-frontdoor-metrics")
+    gunicorn_conf.child_exit(None, SimpleNamespace(pid=4242))
+    assert dead == [4242]
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    gunicorn_conf.child_exit(None, SimpleNamespace(pid=4243))
+    assert dead == [4242]
+
+
+def test_the_unit_sets_a_multiprocess_dir_emptied_at_every_start():
+    unit = (ROOT / "roles/redirector/templates/multijhub-frontdoor.service.j2").read_text()
+    assert "Environment=PROMETHEUS_MULTIPROC_DIR=/run/{{ redirector_runtime_dir_name }}-metrics" in unit
+    runtime = next(line for line in unit.splitlines() if line.startswith("RuntimeDirectory="))
+    assert "{{ redirector_runtime_dir_name }}-metrics" in runtime
+    assert "--config python:multijhub_frontdoor.gunicorn_conf" in unit

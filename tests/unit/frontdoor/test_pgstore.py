@@ -34,6 +34,7 @@ from test_store import (  # noqa: F401
     test_drained_and_unhealthy_are_never_chosen,
     test_is_an_assignment_store,
     test_learned_sizes_from_the_store,
+    test_login_failures_in_a_moving_window,
     test_most_free_memory,
     test_not_sticky_without_headroom,
     test_observe_skips_nodes_that_did_not_answer,

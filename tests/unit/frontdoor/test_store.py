@@ -142,6 +142,25 @@ def test_recent_placement_kept_only_while_eligible(store):
     assert (moved.node, moved.reused) == ("hub2", False)
 
 
+def test_login_failures_in_a_moving_window(store):
+    """Issue 17: failed logins counted in the store (every worker and front door sees them)."""
+    for t in (100.0, 110.0, 120.0):
+        store.record_login_failures(["user:juser1", "addr:192.0.2.1"], now=t)
+    store.record_login_failures(["addr:192.0.2.1"], now=121.0)
+    # The 3rd most recent failure (t=100) keeps the name blocked until 100 + 60.
+    assert store.login_failure_block("user:juser1", 3, 60.0, now=125.0) == 160.0
+    assert store.login_failure_block("user:juser1", 4, 60.0, now=125.0) is None
+    assert store.login_failure_block("user:juser1", 3, 60.0, now=161.0) is None
+    assert store.login_failure_block("addr:192.0.2.1", 4, 60.0, now=125.0) == 160.0
+    assert store.login_failure_block("user:juser2", 1, 60.0, now=125.0) is None
+    store.clear_login_failures("user:juser1")
+    assert store.login_failure_block("user:juser1", 1, 60.0, now=125.0) is None
+    assert store.login_failure_block("addr:192.0.2.1", 1, 60.0, now=125.0) == 181.0
+    # Failures older than a day are dropped when new ones are written.
+    store.record_login_failures(["user:juser3"], now=100.0 + 2 * 86400)
+    assert store.login_failure_block("addr:192.0.2.1", 1, 3 * 86400.0, now=100.0 + 2 * 86400) is None
+
+
 def test_effective_loads():
     out = effective_loads(loads(hub1=4, hub2=4), drained={"hub2"}, pending={"hub1": 2}, mem_per_server=GiB)
     assert [(n.name, n.drained, n.pending) for n in out] == [("hub1", False, 2 * GiB), ("hub2", True, 0)]

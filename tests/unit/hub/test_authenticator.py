@@ -16,6 +16,7 @@ pytest.importorskip("jupyterhub", reason="JupyterHub is not installed in this ve
 from hubkeys import KEY, OLD_KEY
 from jupyterhub.auth import DummyAuthenticator, PAMAuthenticator
 from jupyterhub.handlers.login import LoginHandler
+from multijhub_hub import account
 from multijhub_hub.authenticator import (
     LOGIN_PATH,
     FrontDoorAuthenticator,
@@ -67,13 +68,15 @@ def test_verifies_once(key_files):
     ("token_kw", "kind"),
     [
         ({"aud": "hub2"}, ProofError.AUDIENCE),
-        ({"now": time.time() - 120}, ProofError.EXPIRED),
-        ({"now": time.time() + 120}, ProofError.NOT_YET_VALID),
+        ({"now": -120}, ProofError.EXPIRED),  # seconds from the test's own clock, not collection's
+        ({"now": 120}, ProofError.NOT_YET_VALID),
         ({"max_age": 600}, ProofError.EXPIRED),
     ],
 )
 def test_refusals(key_files, token_kw, kind):
     auth = make_auth(key_files)
+    if "now" in token_kw:
+        token_kw = dict(token_kw, now=time.time() + token_kw["now"])
     with pytest.raises(ProofError) as info:
         auth.verify_login_proof(proof(**token_kw))
     assert info.value.kind == kind
@@ -108,7 +111,21 @@ def test_missing_node_name_refuses(key_files):
     assert info.value.kind == ProofError.UNAVAILABLE
 
 
-def test_authenticate_takes_the_user_only_from_a_verified_handler(key_files):
+@pytest.fixture
+def accounts(monkeypatch):
+    """PAM account management on the hub, as a table: user -> state (default ok)."""
+    state: dict[str, str] = {}
+    calls: list[tuple[str, str]] = []
+
+    def check(user, service="login", *, shadow="/etc/shadow"):
+        calls.append((user, service))
+        return state.get(user, account.OK)
+
+    monkeypatch.setattr(account, "check_account", check)
+    return state, calls
+
+
+def test_authenticate_takes_the_user_only_from_a_verified_handler(key_files, accounts):
     auth = make_auth(key_files)
     handler = ProofLoginHandler.__new__(ProofLoginHandler)
     assert asyncio.run(auth.authenticate(handler, {"username": "root"})) is None
@@ -141,3 +158,43 @@ def test_mixin_combines_with_another_authenticator(key_files):
 def test_handler_skips_only_its_own_xsrf_check():
     assert ProofLoginHandler.check_xsrf_cookie is not LoginHandler.check_xsrf_cookie
     assert ProofLoginHandler.check_xsrf_cookie(object()) is None
+
+
+@pytest.mark.parametrize(
+    "state", [account.EXPIRED, account.LOCKED, account.PASSWORD_CHANGE, account.UNKNOWN_USER]
+)
+def test_a_proof_for_a_refused_account_logs_nobody_in(key_files, accounts, state):
+    """Issue 17: a proof carries no password, so PAM's account check is made for it."""
+    states, calls = accounts
+    states["juser1"] = state
+    auth = make_auth(key_files)
+    handler = ProofLoginHandler.__new__(ProofLoginHandler)
+    handler.proof_user = "juser1"
+    assert asyncio.run(auth.authenticate(handler, {})) is None
+    assert handler.account_state == state
+    assert calls == [("juser1", "login")]
+    assert "expired" in account.MESSAGES[account.EXPIRED]
+
+
+def test_the_account_check_follows_the_pam_authenticators_own_switch(key_files, accounts):
+    states, calls = accounts
+    states["juser1"] = account.EXPIRED
+    auth = make_auth(key_files, check_account=False)
+    handler = ProofLoginHandler.__new__(ProofLoginHandler)
+    handler.proof_user = "juser1"
+    assert asyncio.run(auth.authenticate(handler, {})) == "juser1"
+    assert calls == []
+
+
+def test_a_non_pam_authenticator_is_not_asked_about_pam_accounts(key_files, accounts):
+    class Combined(FrontDoorMixin, DummyAuthenticator):
+        pass
+
+    states, calls = accounts
+    states["juser1"] = account.EXPIRED
+    handler = ProofLoginHandler.__new__(ProofLoginHandler)
+    handler.proof_user = "juser1"
+    c = Config()
+    c.Combined.node_name = "hub1"
+    assert asyncio.run(Combined(config=c).authenticate(handler, {})) == "juser1"
+    assert calls == []

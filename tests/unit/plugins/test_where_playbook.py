@@ -159,3 +159,15 @@ def test_answers_read_as_answers(tmp_path: Path) -> None:
     assert proc.returncode == 4, proc.stdout
     assert last_line(proc.stdout).startswith("hubbroken: UNKNOWN - did not answer")
     assert "fatal: [localhost]" not in proc.stdout
+
+
+def test_the_sites_user_name_rule_is_where_ymls_rule(tmp_path: Path) -> None:
+    """Issue 17: multijhub_username_pattern widens (or narrows) the names where.yml accepts."""
+    inv = inventory(tmp_path, ["hub1"])
+    proc = where(inv, "-e", "user=1abc")
+    assert proc.returncode == 2 and "usage: ansible-playbook where.yml" in proc.stdout, proc.stdout
+    proc = where(inv, "-e", "user=1abc", "-e", "multijhub_username_pattern=[a-z0-9_][a-z0-9_.-]{0,31}")
+    assert "usage: ansible-playbook where.yml" not in proc.stdout, proc.stdout
+    assert "Ask the hubs" in proc.stdout  # the name passed; hub1 was asked (no such user there)
+    proc = where(inv, "-e", "user=root", "-e", "multijhub_username_pattern=juser[0-9]+")
+    assert proc.returncode == 2 and "site's rule" in proc.stdout, proc.stdout

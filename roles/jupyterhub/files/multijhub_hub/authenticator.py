@@ -8,12 +8,18 @@ keeps working. For another authenticator, combine the mixin in ``jupyterhub_conf
 
     class MyAuthenticator(FrontDoorMixin, LDAPAuthenticator): ...
 
+A proof carries no password, so PAM's account check is made here for it: with a
+PAM-based authenticator whose ``check_account`` is on (JupyterHub's default), an account
+expired, locked or forced to change its password is refused (``account.py``), as a password
+login at the hub would be.
+
 Replay protection keeps used proof ids in the hub process's memory (a hub is one process);
 a restart forgets them, which reopens a proof for at most its remaining lifetime.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from jupyterhub.auth import Authenticator, PAMAuthenticator
@@ -22,6 +28,7 @@ from jupyterhub.utils import maybe_future, url_path_join
 from tornado import web
 from traitlets import Float, List, Unicode
 
+from . import account
 from .proof import (
     DEFAULT_CLOCK_SKEW,
     DEFAULT_MAX_AGE,
@@ -76,6 +83,12 @@ class FrontDoorMixin(Authenticator):
         help="Tolerated clock difference between the front door and this hub, seconds.",
     )
 
+    shadow_file = Unicode(
+        "/etc/shadow",
+        config=True,
+        help="Local shadow file read for locked passwords (passwd -l) when checking a proof's account.",
+    )
+
     _replay: ReplayCache | None = None
     _keys: list[bytes] | None = None
     _keys_seen: tuple[tuple[str, float, int], ...] | None = None
@@ -118,8 +131,29 @@ class FrontDoorMixin(Authenticator):
         """A verified proof's user for the proof handler; the inner authenticator otherwise."""
         if isinstance(handler, ProofLoginHandler):
             # Set by the handler only after verification; never taken from the form data.
-            return handler.proof_user
+            user = handler.proof_user
+            if user is None:
+                return None
+            state = await self.proof_account_state(user)
+            handler.account_state = state
+            return user if state == account.OK else None
         return await maybe_future(super().authenticate(handler, data))
+
+    async def proof_account_state(self, user: str) -> str:
+        """PAM's account check for a proof's user (``account.check_account``), as PAM logins get.
+
+        Only for PAM-based authenticators with ``check_account`` on; others answer OK here
+        (their own rules apply in ``login_user``).
+        """
+        if not (isinstance(self, PAMAuthenticator) and self.check_account):
+            return account.OK
+        name = self.normalize_username(user)
+        state = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: account.check_account(name, self.service, shadow=self.shadow_file)
+        )
+        if state != account.OK:
+            self.log.warning("multijhub: login proof for %s refused: account %s", name, state)
+        return state
 
     def get_handlers(self, app: object) -> list[tuple[str, type[BaseHandler]]]:
         return [*super().get_handlers(app), (LOGIN_PATH, ProofLoginHandler)]
@@ -129,6 +163,7 @@ class ProofLoginHandler(BaseHandler):
     """``POST {hub}/multijhub-login`` with form field ``proof``."""
 
     proof_user: str | None = None
+    account_state: str = account.OK
 
     def check_xsrf_cookie(self) -> None:
         """No ``_xsrf`` here: this POST comes from the front door's page, another site.
@@ -155,6 +190,10 @@ class ProofLoginHandler(BaseHandler):
             self.clear_login_cookie()
         self.proof_user = claims.sub
         user = await self.login_user({"username": claims.sub})
+        if user is None and self.account_state != account.OK:
+            raise web.HTTPError(
+                403, account.MESSAGES.get(self.account_state, "Your account may not log in now.")
+            )
         if user is None:
             self.log.warning("multijhub: proof for %s accepted but the user is not allowed here", claims.sub)
             raise web.HTTPError(403, "You are not allowed to use this hub.")

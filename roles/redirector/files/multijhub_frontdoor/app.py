@@ -17,13 +17,14 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from .admin import make_admin_blueprint
-from .auth import Authenticator, PamAuthenticator, in_group
+from .auth import AccountChecker, Authenticator, PamAuthenticator, in_group
 from .config import Config, ConfigError, read_secret_file
 from .hubapi import HubApi
 from .metrics import Metrics, multiprocess_dir
 from .probe import SshProbe
 from .resolver import Resolver
 from .store import AssignmentStore, open_store
+from .throttle import FailureThrottle
 from .views import FrontDoor, make_blueprint
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ def create_app(
     store: AssignmentStore | None = None,
     group_check: Callable[[str, str], bool] | None = None,
     metrics: Metrics | None = None,
+    account_check: AccountChecker | None = None,
 ) -> Flask:
     """Build the front door for ``config``; the keyword arguments replace parts in tests."""
     app = Flask(__name__)
@@ -107,11 +109,17 @@ def create_app(
         storage_uri=config.rate_limit_storage,
         headers_enabled=True,
     )
+    pam_auth = PamAuthenticator(config.pam_service)
+    store = store or open_store(config.store)
+    if config.account_check and account_check is None:
+        account_check = pam_auth.check_account
     app.extensions["multijhub"] = FrontDoor(
         config=config,
-        authenticator=authenticator or PamAuthenticator(config.pam_service),
+        authenticator=authenticator or pam_auth,
         resolver=resolver or build_resolver(config),
-        store=store or open_store(config.store),
+        store=store,
+        throttle=FailureThrottle(store, config.login_failures_per_user, config.login_failures_per_address),
+        account_check=account_check if config.account_check else None,
         metrics=metrics or Metrics((n.name for n in config.nodes), multiproc_dir=multiprocess_dir()),
         group_check=group_check or in_group,
         proof_keys=load_proof_keys(config),

@@ -11,6 +11,9 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import tomllib
+from multijhub_core.usernames import DEFAULT_PATTERN, InvalidUsernamePattern, compile_pattern
+
+from .throttle import Limit, parse_limits
 
 ENV_VAR = "MULTIJHUB_FRONTDOOR_CONFIG"
 DEFAULT_PATH = "/etc/multijhub-frontdoor/frontdoor.toml"
@@ -24,6 +27,10 @@ _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
 T = TypeVar("T")
+
+DEFAULT_LOGIN_RATE_LIMIT = "300 per minute"
+DEFAULT_FAILURES_PER_USER = "10 per 10 minutes"
+DEFAULT_FAILURES_PER_ADDRESS = "100 per 10 minutes"
 
 
 class ConfigError(ValueError):
@@ -94,8 +101,17 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     tls: bool = False
     session_hours: float = 8.0
-    login_rate_limit: str = "10 per minute;100 per hour"
+    login_rate_limit: str = DEFAULT_LOGIN_RATE_LIMIT  # every login POST, per address (flood ceiling)
     rate_limit_storage: str = "memory://"
+    # Failed logins (throttle.py), counted in the assignment store.
+    login_failures_per_user: tuple[Limit, ...] = field(
+        default_factory=lambda: parse_limits(DEFAULT_FAILURES_PER_USER, "login_failures_per_user")
+    )
+    login_failures_per_address: tuple[Limit, ...] = field(
+        default_factory=lambda: parse_limits(DEFAULT_FAILURES_PER_ADDRESS, "login_failures_per_address")
+    )
+    username_pattern: str = DEFAULT_PATTERN  # the site's user-name rule (multijhub_core.usernames)
+    account_check: bool = True  # ask PAM account management at every hand-off
     proxy_count: int = 0
     workers: int = 0  # thread pool size for node queries; 0 = automatic
     proof_key_files: tuple[str, ...] = ()  # login proof keys, newest first; () = plain redirects
@@ -328,6 +344,10 @@ _TOP_KEYS = {
     "workers",
     "proof_key_files",
     "proof_max_age",
+    "login_failures_per_user",
+    "login_failures_per_address",
+    "username_pattern",
+    "account_check",
 }
 
 
@@ -371,6 +391,22 @@ def parse_config(data: dict[str, Any]) -> Config:
     if proxy_count < 0 or workers < 0:
         bad = "proxy_count" if proxy_count < 0 else "workers"
         raise ConfigError(f"{bad}: must not be negative")
+    try:
+        per_user = parse_limits(
+            _opt(data, "login_failures_per_user", str, "", DEFAULT_FAILURES_PER_USER),
+            "login_failures_per_user",
+        )
+        per_address = parse_limits(
+            _opt(data, "login_failures_per_address", str, "", DEFAULT_FAILURES_PER_ADDRESS),
+            "login_failures_per_address",
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    username_pattern = _opt(data, "username_pattern", str, "", DEFAULT_PATTERN)
+    try:
+        compile_pattern(username_pattern)
+    except InvalidUsernamePattern as exc:
+        raise ConfigError(f"username_pattern: {exc}") from None
     return Config(
         nodes=nodes,
         ssh=_parse_ssh(data.get("ssh")),
@@ -383,12 +419,16 @@ def parse_config(data: dict[str, Any]) -> Config:
         limits=_parse_limits(data.get("limits", {})),
         tls=_opt(data, "tls", bool, "", False),
         session_hours=session_hours,
-        login_rate_limit=_opt(data, "login_rate_limit", str, "", "10 per minute;100 per hour"),
+        login_rate_limit=_opt(data, "login_rate_limit", str, "", DEFAULT_LOGIN_RATE_LIMIT),
         rate_limit_storage=_opt(data, "rate_limit_storage", str, "", "memory://"),
         proxy_count=proxy_count,
         workers=workers,
         proof_key_files=_parse_proof_keys(data),
         proof_max_age=proof_max_age,
+        login_failures_per_user=per_user,
+        login_failures_per_address=per_address,
+        username_pattern=username_pattern,
+        account_check=_opt(data, "account_check", bool, "", True),
     )
 
 

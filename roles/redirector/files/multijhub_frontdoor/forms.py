@@ -12,8 +12,16 @@ from .auth import MAX_PASSWORD
 class LoginForm(FlaskForm):
     """User name and password; ``next`` is re-validated by the view."""
 
+    # Phones must not capitalise or "correct" the name (the view lower-cases it anyway, as the hubs do).
     username = StringField(
-        "User name", validators=[InputRequired(), Length(max=64)], render_kw={"autocomplete": "username"}
+        "User name",
+        validators=[InputRequired(), Length(max=64)],
+        render_kw={
+            "autocomplete": "username",
+            "autocapitalize": "none",
+            "autocorrect": "off",
+            "spellcheck": "false",
+        },
     )
     password = PasswordField(
         "Password",

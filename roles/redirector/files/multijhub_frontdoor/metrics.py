@@ -23,7 +23,17 @@ from prometheus_client import (
 )
 
 PREFIX = "multijhub_frontdoor"
-FAILURE_KINDS = ("login_refused", "unknown", "several", "no_node", "node_unanswered", "internal")
+FAILURE_KINDS = (
+    "login_refused",
+    "throttled",
+    "account_refused",
+    "account_unchecked",
+    "unknown",
+    "several",
+    "no_node",
+    "node_unanswered",
+    "internal",
+)
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 
 

@@ -35,6 +35,11 @@ CREATE TABLE IF NOT EXISTS multijhub_placements (
     placed_at DOUBLE PRECISION NOT NULL
 );
 CREATE INDEX IF NOT EXISTS multijhub_placements_time ON multijhub_placements (placed_at);
+CREATE TABLE IF NOT EXISTS multijhub_login_failures (
+    subject TEXT NOT NULL,
+    at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX IF NOT EXISTS multijhub_login_failures_subject ON multijhub_login_failures (subject, at);
 CREATE TABLE IF NOT EXISTS multijhub_drained (
     node TEXT PRIMARY KEY,
     since DOUBLE PRECISION NOT NULL,

@@ -23,6 +23,8 @@ FORGET_SECONDS = 90 * 24 * 3600  # a user not seen for this long is forgotten
 REFRESH_SECONDS = 600.0  # an unchanged session's seen_at is written at most this often
 _MEMORY_LOCK = "*memory*"  # not a valid user name: the lock of record_memory
 
+FAILURE_HISTORY_SECONDS = 24 * 3600  # failed logins are kept this long (throttle.MAX_WINDOW)
+
 
 @dataclass(frozen=True)
 class PlacementContext:
@@ -366,3 +368,42 @@ class SqlStore:
         )
         with self._read() as conn:
             return [OomKill(r[0], r[1], int(r[2]), float(r[3])) for r in conn.execute(sql, (limit,))]
+
+    # --- failed logins (throttle.FailureThrottle) -------------------------------------------
+
+    def record_login_failures(self, subjects: Sequence[str], now: float | None = None) -> None:
+        """Count one failed login for each subject (``user:NAME``, ``addr:ADDRESS``)."""
+        now = time.time() if now is None else now
+        q = self.dialect
+        with self._tx() as conn:
+            for subject in subjects:
+                conn.execute(
+                    q("INSERT INTO {t}login_failures (subject, at) VALUES ({p}, {p})"), (subject, now)
+                )
+            conn.execute(q("DELETE FROM {t}login_failures WHERE at < {p}"), (now - FAILURE_HISTORY_SECONDS,))
+
+    def login_failure_block(
+        self, subject: str, amount: int, window: float, now: float | None = None
+    ) -> float | None:
+        """Until when ``subject`` is blocked by ``amount`` failures within ``window`` seconds, or None.
+
+        The ``amount``-th most recent failure inside the window leaves it ``window`` seconds
+        after it happened; before that the subject has ``amount`` failures in the window.
+        """
+        now = time.time() if now is None else now
+        sql = self.dialect(
+            "SELECT at FROM {t}login_failures WHERE subject = {p} AND at > {p}"
+            " ORDER BY at DESC LIMIT 1 OFFSET {p}"
+        )
+        with self._read() as conn:
+            row = conn.execute(sql, (subject, now - window, max(0, amount - 1))).fetchone()
+        return None if row is None else float(row[0]) + window
+
+    def clear_login_failures(self, subject: str) -> None:
+        """Forget ``subject``'s failed logins (no write when there are none: the usual login)."""
+        with self._read() as conn:
+            sql = self.dialect("SELECT 1 FROM {t}login_failures WHERE subject = {p} LIMIT 1")
+            if conn.execute(sql, (subject,)).fetchone() is None:
+                return
+        with self._tx() as conn:
+            conn.execute(self.dialect("DELETE FROM {t}login_failures WHERE subject = {p}"), (subject,))

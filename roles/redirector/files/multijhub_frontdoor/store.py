@@ -10,6 +10,8 @@ The contract every store keeps (SQLite here, PostgreSQL in ``pgstore.py``):
   node are younger than the window (servers that may not show in memory yet).
 - drained nodes set at run time (admin page, issue 7) live in the store so
   every front door sees them.
+- failed logins (``login_failures``, see ``throttle.py``) live there too, so every
+  worker and front door counts the same attempts.
 
 Both keep these rules in one place, ``sqlstore.SqlStore``, and differ only in how
 they connect and lock: SQLite's ``BEGIN IMMEDIATE`` takes the database's write lock,
@@ -113,6 +115,20 @@ class AssignmentStore(Protocol):
         """The most recent OOM kills recorded, newest first."""
         ...
 
+    def record_login_failures(self, subjects: Sequence[str], now: float | None = None) -> None:
+        """Count one failed login per subject (see throttle.py)."""
+        ...
+
+    def login_failure_block(
+        self, subject: str, amount: int, window: float, now: float | None = None
+    ) -> float | None:
+        """Until when ``subject`` is blocked by ``amount`` failures within ``window`` seconds."""
+        ...
+
+    def clear_login_failures(self, subject: str) -> None:
+        """Forget ``subject``'s failed logins."""
+        ...
+
     def close(self) -> None:
         """Release resources."""
         ...
@@ -133,6 +149,11 @@ CREATE TABLE IF NOT EXISTS placements (
     placed_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS placements_time ON placements (placed_at);
+CREATE TABLE IF NOT EXISTS login_failures (
+    subject TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS login_failures_subject ON login_failures (subject, at);
 CREATE TABLE IF NOT EXISTS drained (
     node TEXT PRIMARY KEY,
     since REAL NOT NULL,

@@ -10,9 +10,10 @@ from urllib.parse import urlencode
 from flask import Blueprint, abort, current_app, redirect, render_template, request, session
 from flask.typing import ResponseReturnValue
 from flask_limiter import Limiter
-from multijhub_core.usernames import InvalidUsername, validate_username
+from multijhub_core.usernames import InvalidUsername, normalize_username, validate_username
+from multijhub_hub import account
 
-from .auth import Authenticator, LoginRefused, check_login, in_group
+from .auth import AccountChecker, AccountRefused, Authenticator, LoginRefused, check_login, in_group
 from .config import Config, NodeConfig
 from .forms import GoForm, LoginForm, LogoutForm
 from .handoff import send_to_hub
@@ -21,6 +22,7 @@ from .placing import observe, place_user
 from .redirects import login_url, validate_next
 from .resolver import Resolution, Resolver
 from .store import AssignmentStore
+from .throttle import FailureThrottle, Throttled
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ class FrontDoor:
     metrics: Metrics = field(default_factory=Metrics)
     group_check: Callable[[str, str], bool] = in_group
     proof_keys: Sequence[bytes] = ()  # empty: plain redirects (hubs without FrontDoorAuthenticator)
+    throttle: FailureThrottle | None = None  # None: failed logins are not limited
+    account_check: AccountChecker | None = None  # None: accounts are not re-checked at hand-off
 
 
 def _fd() -> FrontDoor:
@@ -50,7 +54,7 @@ def _session_user() -> str | None:
     if value is None:
         return None
     try:
-        return validate_username(value)
+        return validate_username(value, _fd().config.username_pattern)
     except InvalidUsername:
         session.clear()
         return None
@@ -92,19 +96,7 @@ def make_blueprint(limiter: Limiter, login_rate: str) -> Blueprint:
         form.next.data = next_path
         if not form.validate_on_submit():
             return render_template("login.html", form=form, error="Please fill in the form."), 400
-        try:
-            user = check_login(_fd().authenticator, form.username.data, form.password.data)
-        except LoginRefused as exc:
-            log.info("login refused from %s: %s", request.remote_addr, exc)
-            _fd().metrics.failure("login_refused")
-            form.password.data = ""
-            return render_template("login.html", form=form, error="Wrong user name or password."), 401
-        session.clear()
-        session.permanent = True
-        session[SESSION_USER] = user
-        log.info("login of %s from %s", user, request.remote_addr)
-        _fd().metrics.logins.inc()
-        return redirect(_index_url(next_path), code=303)
+        return _login_post(form, next_path)
 
     @bp.route("/logout", methods=["GET", "POST"])
     def logout() -> ResponseReturnValue:
@@ -122,6 +114,9 @@ def make_blueprint(limiter: Limiter, login_rate: str) -> Blueprint:
         user = _session_user()
         if user is None:
             return redirect(login_url(next_path))
+        refused = _account_refused(user)
+        if refused is not None:
+            return refused
         return _resolve_and_send(user, next_path)
 
     @bp.route("/go", methods=["POST"])
@@ -133,6 +128,9 @@ def make_blueprint(limiter: Limiter, login_rate: str) -> Blueprint:
             return redirect(login_url(""), code=303)
         if not form.validate_on_submit():
             abort(400)
+        refused = _account_refused(user)
+        if refused is not None:
+            return refused
         next_path = _next_from(form.next.data)
         node = _fd().config.node(form.node.data)
         resolution = _resolve(user)
@@ -150,6 +148,91 @@ def make_blueprint(limiter: Limiter, login_rate: str) -> Blueprint:
         return body, 200, {"Content-Type": content_type}
 
     return bp
+
+
+def _login_post(form: LoginForm, next_path: str) -> ResponseReturnValue:
+    """A filled-in login form: limits first, then PAM; the session on success."""
+    fd = _fd()
+    address = request.remote_addr or "-"
+    typed = _valid_name(form.username.data)
+    throttled = fd.throttle.check(typed, address) if fd.throttle else None
+    if throttled is not None:
+        return _throttled_page(form, throttled)
+    try:
+        user = check_login(
+            fd.authenticator, form.username.data, form.password.data, pattern=fd.config.username_pattern
+        )
+    except AccountRefused as exc:
+        log.info("login of %s from %s refused: account %s", typed, address, exc.state)
+        fd.metrics.failure("account_refused")
+        form.password.data = ""
+        message = account.MESSAGES.get(exc.state, "Your account may not log in now.")
+        return render_template("login.html", form=form, error=message), 403
+    except LoginRefused as exc:
+        log.info("login refused from %s: %s", address, exc)
+        fd.metrics.failure("login_refused")
+        if fd.throttle and str(exc) in ("bad credentials", "invalid username"):
+            fd.throttle.failed(typed, address)
+        form.password.data = ""
+        return render_template("login.html", form=form, error="Wrong user name or password."), 401
+    if fd.throttle:
+        fd.throttle.succeeded(user)
+    session.clear()
+    session.permanent = True
+    session[SESSION_USER] = user
+    log.info("login of %s from %s", user, address)
+    fd.metrics.logins.inc()
+    return redirect(_index_url(next_path), code=303)
+
+
+def _valid_name(typed: object) -> str | None:
+    """The typed name normalised and valid under the site's rule, else None (not counted per name)."""
+    try:
+        return validate_username(normalize_username(typed), _fd().config.username_pattern)
+    except InvalidUsername:
+        return None
+
+
+def _throttled_page(form: LoginForm, throttled: Throttled) -> ResponseReturnValue:
+    """429 without asking PAM: too many failed logins for this name or from this address."""
+    _fd().metrics.failure("throttled")
+    minutes = max(1, -(-throttled.retry_after // 60))
+    who = "for this user name" if throttled.scope == "user" else "from your network address"
+    message = (
+        f"Too many failed logins {who}. Please wait {minutes} minute{'s' if minutes != 1 else ''} "
+        "and try again."
+    )
+    log.info(
+        "login throttled (%s) from %s for %d s", throttled.scope, request.remote_addr, throttled.retry_after
+    )
+    form.password.data = ""
+    body = render_template("login.html", form=form, error=message)
+    return body, 429, {"Retry-After": str(throttled.retry_after)}
+
+
+def _account_refused(user: str) -> ResponseReturnValue | None:
+    """Re-check the account before any hand-off; a refused one ends the front door session.
+
+    None when the account may go on (or checks are off). A check that could not be made
+    (PAM unavailable) keeps the session and asks to retry: unknown is not refused.
+    """
+    fd = _fd()
+    if fd.account_check is None:
+        return None
+    state = fd.account_check(user)
+    if state == account.OK:
+        return None
+    message = account.MESSAGES.get(state, "Your account may not log in now.")
+    if state not in account.REFUSED:
+        fd.metrics.failure("account_unchecked")
+        log.warning("account check of %s failed: %s", user, state)
+        body = render_template("error.html", code=503, title="Please try again", message=message)
+        return body, 503, {"Retry-After": "5"}
+    log.info("session of %s ended: account %s", user, state)
+    fd.metrics.failure("account_refused")
+    session.clear()
+    body = render_template("account.html", message=message, password_change=state == account.PASSWORD_CHANGE)
+    return body, 403
 
 
 def _index_url(next_path: str) -> str:
