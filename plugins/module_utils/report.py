@@ -138,7 +138,7 @@ def missing_user_report(
     mem_available, mem_total = meminfo(proc_root)
     return {
         "node": node or socket.gethostname(),
-        "user": validate_username(username),
+        "user": validate_username(username, pattern=None),
         "user_exists": False,
         "uid": None,
         "runtime_dir": None,
