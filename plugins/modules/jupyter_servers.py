@@ -144,7 +144,11 @@ servers:
   type: list
   elements: dict
 processes:
-  description: Every Jupyter server process on the node (user, uid, pid, start_time, uptime, cmdline).
+  description:
+    - Every Jupyter server process on the node (user, uid, pid, start_time, uptime, cmdline).
+    - C(installed), the versions of JupyterLab and jupyter_server its environment has now, and C(outdated),
+      those of them installed after it started (it runs older code until it is restarted), for example
+      V([jupyterlab 4.6.7]).
   returned: when O(all_users=true)
   type: list
   elements: dict
