@@ -7,7 +7,8 @@ restart of the proxy unit, of the front door, after a site.yml run that changes 
 (and the run that puts it back, both restarting every hub) and after a forced reinstall of the
 hub's Python packages. juser2's server on hub2 loses a kernel to the memory limit and keeps its
 other kernel, then sits idle and is culled while juser1's busy server is not. Last, hub1's
-container restarts (a node that went down): the next front door login gets a fresh server.
+container is killed and started again (a node that lost power): the next front door login gets a
+fresh server.
 """
 
 from __future__ import annotations
@@ -185,6 +186,22 @@ def hub_started(host) -> str:
     ).stdout.strip()
 
 
+def login_at_front_door(user: str, attempts: int = 3):
+    """Log in at the front door; a "cannot tell yet" (503) is retried, as its page asks, at most twice.
+
+    Returns the landing and the statuses seen (a "several" page or a 503 loop fails).
+    """
+    seen = []
+    for _ in range(attempts):
+        _session, landing = frontdoor_login(user)
+        seen.append(landing.status)
+        assert "several" not in landing.response.text.lower(), landing.response.text[:800]
+        if landing.status != 503:
+            return landing, seen
+        time.sleep(2)
+    raise AssertionError(f"{user}: the front door answered {seen}")
+
+
 def wait_healthy(host, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -263,8 +280,8 @@ def test_a_kernel_survives_a_restart_of_the_front_door(frontdoor, hub1, juser1):
         except requests.RequestException:
             pass
         time.sleep(1)
-    _session, landing = frontdoor_login("juser1")
-    assert landing.hub == "hub1", (landing.status, landing.response.text[:500])
+    landing, seen = login_at_front_door("juser1")
+    assert landing.hub == "hub1", (seen, landing.response.text[:500])
     assert_holds(juser1, hub1, juser1.pid)
 
 
@@ -384,7 +401,9 @@ def test_after_a_node_restart_the_next_login_gets_a_fresh_server(playbook, hub1,
     old = juser1.pid
     runtime = "/home/juser1/.local/share/jupyter/runtime"
     assert hub1.file(f"{runtime}/jpserver-{old}.json").exists
-    subprocess.run(["podman", "restart", "-t", "10", "hub1"], check=True, timeout=180, capture_output=True)
+    # Power loss: every process of the node dies at once, nothing is cleaned up (the runtime file stays).
+    subprocess.run(["podman", "kill", "hub1"], check=True, timeout=60, capture_output=True)
+    subprocess.run(["podman", "start", "hub1"], check=True, timeout=120, capture_output=True)
     wait_healthy(hub1, timeout=180)
     # The hub noticed at start that the server is gone; where.yml calls its file stale, not running.
     assert not hub_user(hub1, "juser1").get("servers", {}).get("")
@@ -393,8 +412,9 @@ def test_after_a_node_restart_the_next_login_gets_a_fresh_server(playbook, hub1,
     assert "juser1: no running server" in result.stdout
     assert f"jpserver-{old}.json" in result.stdout
     # The next front door login: one hub, a proof form, no "several" page and no 503.
-    _session, landing = frontdoor_login("juser1")
-    assert landing.status == 200 and landing.hub == "hub1", (landing.status, landing.response.text[:800])
+    landing, seen = login_at_front_door("juser1")
+    assert landing.status == 200 and landing.hub == "hub1", (seen, landing.response.text[:800])
+    assert seen.count(503) <= 1, seen
     _hub_session, reply = follow_to_hub(landing)
     assert reply.status_code < 400, reply.text[:500]
     deadline = time.monotonic() + 90
