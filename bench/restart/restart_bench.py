@@ -8,8 +8,9 @@ On the running test cluster (make demo, or molecule converge): logs the user in 
 starts their server, and takes a token of the user's. Then, while ``ansible-playbook site.yml``
 runs, polls every ``--interval`` seconds (default 100 ms, 1 s timeout per request):
 
-  - the user's server through its public URL (``{hub}/user/{user}/api/status``, what the browser
-    uses: the hub's proxy, then the server), and
+  - the user's server through its public URL (``{hub}/user/{user}/api/kernels``, what JupyterLab
+    polls: the hub's proxy, then the server; it counts as the user's activity, as an open browser
+    does, so the idle culler leaves the server alone), and
   - each hub's own ``/hub/health`` (the hub's restart window).
 
 Three site.yml runs, each polled: the baseline, a run that changes nothing (no hub restarts); a
@@ -37,6 +38,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 MOLECULE = REPO / "molecule" / "default" / "molecule.yml"
 # The test inventory's public hub URLs (molecule/default/molecule.yml, jupyterhub_public_url).
+# The venv's own ansible-playbook when run with the venv's python outside make.
+ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
+if not Path(ANSIBLE_PLAYBOOK).exists():
+    ANSIBLE_PLAYBOOK = "ansible-playbook"
 HUBS = {"hub1": "http://127.0.0.2:8000", "hub2": "http://127.0.0.3:8000"}
 
 
@@ -112,7 +117,7 @@ def open_server(hub: str, user: str, password: str) -> str:
     reply.raise_for_status()
     reply = session.post(
         f"{hub}/hub/api/users/{user}/tokens",
-        headers={"X-XSRFToken": session.cookies.get("_xsrf", "")},
+        headers={"X-XSRFToken": session.cookies.get("_xsrf", "", path="/hub/")},
         json={"note": "bench/restart", "expires_in": 3600},
         timeout=30,
     )
@@ -132,11 +137,11 @@ def open_server(hub: str, user: str, password: str) -> str:
     sys.exit(f"{user}'s server at {hub} did not answer within 120 s")
 
 
-def site(inventory: str, *extra: str) -> tuple[float, str, int]:
+def site(inventory: str, *extra: str, playbook: str = "site.yml") -> tuple[float, str, int]:
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / "collections"), ANSIBLE_NOCOLOR="1")
     started = time.perf_counter()
     proc = subprocess.run(
-        ["ansible-playbook", "-i", inventory, "site.yml", *extra],
+        [ANSIBLE_PLAYBOOK, "-i", inventory, playbook, *extra],
         check=False,
         cwd=REPO,
         env=env,
@@ -158,12 +163,14 @@ def restarts(output: str) -> int:
     return count
 
 
-def measured_run(label: str, inventory: str, pollers: list[Poller], *extra: str) -> dict[str, object]:
+def measured_run(
+    label: str, inventory: str, pollers: list[Poller], *extra: str, playbook: str = "site.yml"
+) -> dict[str, object]:
     for poller in pollers:
         poller.samples.clear()
-    seconds, output, rc = site(inventory, *extra)
+    seconds, output, rc = site(inventory, *extra, playbook=playbook)
     if rc != 0:
-        sys.exit(f"site.yml {' '.join(extra)} failed (rc {rc}):\n{output[-3000:]}")
+        sys.exit(f"{playbook} {' '.join(extra)} failed (rc {rc}):\n{output[-3000:]}")
     end = time.monotonic()
     row: dict[str, object] = {
         "run": label,
@@ -185,38 +192,57 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inventory", required=True, help="molecule's inventory of the running test cluster")
     parser.add_argument("--user", default="juser1")
+    parser.add_argument("--hub", default="hub1", help="the hub the user's server runs on")
     parser.add_argument(
-        "--hub", default="hub1", choices=sorted(HUBS), help="the hub the user's server runs on"
+        "--hub-url",
+        action="append",
+        metavar="NAME=URL",
+        help="a hub's public URL (repeat for each hub; default: the test inventory's hub1 and hub2)",
+    )
+    parser.add_argument("--playbook", default="site.yml", help="the playbook that restarts the hubs")
+    parser.add_argument(
+        "--password", default=None, help="the user's password (default: the test inventory's)"
     )
     parser.add_argument("--interval", type=float, default=0.1, help="seconds between polls")
     parser.add_argument("--cull-every", type=int, default=11, help="the changed setting's value")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "restart")
     args = parser.parse_args()
 
-    hub = HUBS[args.hub]
-    token = open_server(hub, args.user, password_of(args.user))
+    hubs = dict(item.split("=", 1) for item in args.hub_url) if args.hub_url else dict(HUBS)
+    if args.hub not in hubs:
+        sys.exit(f"--hub {args.hub}: not one of {', '.join(sorted(hubs))}")
+    hub = hubs[args.hub]
+    token = open_server(hub, args.user, args.password or password_of(args.user))
     server = Poller(
         "server",
-        f"{hub}/user/{args.user}/api/status",
+        f"{hub}/user/{args.user}/api/kernels",
         args.interval,
         headers={"Authorization": f"token {token}"},
     )
     pollers = [server] + [
-        Poller(f"{name} /hub/health", f"{url}/hub/health", args.interval) for name, url in HUBS.items()
+        Poller(f"{name} /hub/health", f"{url}/hub/health", args.interval) for name, url in hubs.items()
     ]
     for poller in pollers:
         poller.start()
     try:
         rows = [
-            measured_run("baseline: site.yml, no change", args.inventory, pollers),
             measured_run(
-                f"site.yml -e jupyterhub_cull_every={args.cull_every} (restarts every hub)",
+                f"baseline: {args.playbook}, no change", args.inventory, pollers, playbook=args.playbook
+            ),
+            measured_run(
+                f"{args.playbook} -e jupyterhub_cull_every={args.cull_every} (restarts every hub)",
                 args.inventory,
                 pollers,
                 "-e",
                 f"jupyterhub_cull_every={args.cull_every}",
+                playbook=args.playbook,
             ),
-            measured_run("site.yml, setting put back (restarts every hub)", args.inventory, pollers),
+            measured_run(
+                f"{args.playbook}, setting put back (restarts every hub)",
+                args.inventory,
+                pollers,
+                playbook=args.playbook,
+            ),
         ]
     finally:
         for poller in pollers:
