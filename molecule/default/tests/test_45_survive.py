@@ -397,7 +397,7 @@ def test_a_kernel_survives_a_reinstall_of_the_hubs_packages(playbook, hub1, juse
 # --- A node that really went down -------------------------------------------------------------------------
 
 
-def test_after_a_node_restart_the_next_login_gets_a_fresh_server(playbook, hub1, juser1):
+def test_after_a_node_restart_the_next_login_gets_a_fresh_server(playbook, hub1, juser1, monkeypatch):
     old = juser1.pid
     runtime = "/home/juser1/.local/share/jupyter/runtime"
     assert hub1.file(f"{runtime}/jpserver-{old}.json").exists
@@ -405,6 +405,8 @@ def test_after_a_node_restart_the_next_login_gets_a_fresh_server(playbook, hub1,
     subprocess.run(["podman", "kill", "hub1"], check=True, timeout=60, capture_output=True)
     subprocess.run(["podman", "start", "hub1"], check=True, timeout=120, capture_output=True)
     wait_healthy(hub1, timeout=180)
+    # Ansible's shared ssh connection to hub1 died with the node: let ssh reconnect once.
+    monkeypatch.setenv("ANSIBLE_SSH_RETRIES", "3")
     # The hub noticed at start that the server is gone; where.yml calls its file stale, not running.
     assert not hub_user(hub1, "juser1").get("servers", {}).get("")
     result = playbook.run("where.yml", "-e", "user=juser1")
