@@ -20,6 +20,7 @@ from .runtime import (
     runtime_dir_for,
 )
 from .usernames import lookup_user, validate_username
+from .versions import installed_packages, outdated, server_prefix
 
 __all__ = ["evidence_to_dict", "meminfo", "missing_user_report", "node_report", "node_servers_report"]
 
@@ -162,13 +163,21 @@ def node_servers_report(*, node: str | None = None, proc_root: str = "/proc") ->
     """Every Jupyter server process on this node with its owner (the reverse question).
 
     Processes are per node, so this is correct on a shared home where runtime files are not.
+    Each process also has ``installed`` (``{package: version}`` in its environment now) and
+    ``outdated`` (``["jupyterlab 4.6.7"]``: installed after it started, so it still runs older code).
     """
     procs = list_jupyter_processes(proc_root)
     mem_available, mem_total = meminfo(proc_root)
     now = time.time()
-    return {
-        "node": node or socket.gethostname(),
-        "processes": [
+    installed: dict[str, dict[str, dict[str, Any]]] = {}
+    for p in procs:
+        prefix = server_prefix(p.cmdline)
+        if prefix is not None and prefix not in installed:
+            installed[prefix] = installed_packages(prefix)
+    processes = []
+    for p in procs:
+        packages = installed.get(server_prefix(p.cmdline) or "", {})
+        processes.append(
             {
                 "user": _user_name(p.uid),
                 "uid": p.uid,
@@ -176,9 +185,14 @@ def node_servers_report(*, node: str | None = None, proc_root: str = "/proc") ->
                 "start_time": p.start_time,
                 "uptime": max(0.0, now - p.start_time),
                 "cmdline": redact_cmdline(p.cmdline),
+                # What its environment has installed now, and what of it came after the server started.
+                "installed": {name: info["version"] for name, info in packages.items()},
+                "outdated": outdated(p.start_time, packages),
             }
-            for p in procs
-        ],
+        )
+    return {
+        "node": node or socket.gethostname(),
+        "processes": processes,
         "users": sorted({_user_name(p.uid) for p in procs}),
         "mem_available": mem_available,
         "mem_total": mem_total,

@@ -185,7 +185,9 @@ servers:
 processes:
   description:
     - With O(all_users=true), every Jupyter server process on the node (user, uid, pid,
-      start_time, uptime, cmdline).
+      start_time, uptime, cmdline), with C(installed), the versions of JupyterLab and
+      jupyter_server its environment has now, and C(outdated), those of them installed after it
+      started (it runs older code until it is restarted), for example V([jupyterlab 4.6.7]).
     - With O(user), the user's JupyterHub single-user servers on this node, found by UID in
       /proc (C(pid), C(start_time), C(cmdline) redacted), whether or not they have a runtime file.
   returned: unless O(prune) is given
