@@ -17,6 +17,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=host-apt.sh
+. "$here/host-apt.sh"
 cache=${MULTIJHUB_VM_CACHE:-/var/cache/multijhub/nfs-vm}
 recipe=$(cat "$0" | sha256sum | cut -c1-16)
 
@@ -54,40 +56,18 @@ if [ "${MULTIJHUB_REBUILD_IMAGE:-0}" != 1 ] && [ -f "$cache/base.raw" ] && [ -f 
 fi
 start=$(date +%s)
 
-# The host's own apt sources decide where packages come from: never a hard-coded mirror.
-sources=()
-[ -f /etc/apt/sources.list ] && grep -qE '^\s*deb\s' /etc/apt/sources.list && sources+=(/etc/apt/sources.list)
-for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list; do
-  [ -f "$f" ] && sources+=("$f")
-done
-[ "${#sources[@]}" -gt 0 ] || die "no apt sources found in /etc/apt: cannot choose a mirror for debootstrap"
-mirror=$(
-  { grep -hE '^\s*URIs:' "${sources[@]}" 2>/dev/null | awk '{print $2}'
-    grep -hE '^\s*deb\s' "${sources[@]}" 2>/dev/null | sed -E 's/\[[^]]*\]//' | awk '{print $2}' || true
-  } | grep -v -- '-security' | head -n1 || true
-)
-[ -n "$mirror" ] || die "could not read a Debian mirror from ${sources[*]}"
+host_apt_mirror || die "cannot choose a mirror for debootstrap"
 
 root=$(mktemp -d /var/tmp/multijhub-vmroot.XXXXXX)
 trap 'rm -rf "$root" "$root.log" "$cache/base.raw.new"' EXIT
 say "debootstrap bookworm with the cloud kernel (from the host's apt mirror) into $root"
 debootstrap --variant=minbase \
   --include=systemd,systemd-sysv,udev,kmod,dbus,linux-image-cloud-amd64,initramfs-tools,openssh-server,nfs-kernel-server,nfs-common,nfs4-acl-tools,acl,python3,python3-venv,python3-apt,iproute2,procps,sudo,ca-certificates \
-  bookworm "$root" "$mirror" >"$root.log" 2>&1 || { tail -n 30 "$root.log" >&2; die "debootstrap failed"; }
+  bookworm "$root" "$host_apt_mirror" >"$root.log" 2>&1 || { tail -n 30 "$root.log" >&2; die "debootstrap failed"; }
 
 # Same apt sources as the host (a role may still install something); the host's local CA
 # certificates (TLS-inspecting proxies) for pip below.
-rm -f "$root/etc/apt/sources.list"
-for f in "${sources[@]}"; do
-  case "$f" in
-    /etc/apt/sources.list) cp "$f" "$root/etc/apt/sources.list" ;;
-    *) cp "$f" "$root/etc/apt/sources.list.d/" ;;
-  esac
-done
-if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
-  cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
-  chroot "$root" update-ca-certificates >/dev/null
-fi
+host_apt_into "$root"
 
 # A minimal Jupyter server for the tests (a user's server writing its runtime file on a client).
 say "installing jupyter_server into /opt/jupyter-test"

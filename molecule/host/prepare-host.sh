@@ -13,6 +13,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=host-apt.sh
+. "$here/host-apt.sh"
 image=${MULTIJHUB_IMAGE:-localhost/multijhub-debian12:latest}
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$here/containers.conf}
 check_only=0
@@ -171,40 +173,18 @@ fi
 check_programs
 
 build_image() {
-  # The host's own apt sources decide where packages come from: never a hard-coded mirror.
-  sources=()
-  [ -f /etc/apt/sources.list ] && grep -qE '^\s*deb\s' /etc/apt/sources.list && sources+=(/etc/apt/sources.list)
-  for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list; do
-    [ -f "$f" ] && sources+=("$f")
-  done
-  [ "${#sources[@]}" -gt 0 ] || die "no apt sources found in /etc/apt: cannot choose a mirror for debootstrap"
-  mirror=$(
-    { grep -hE '^\s*URIs:' "${sources[@]}" 2>/dev/null | awk '{print $2}'
-      grep -hE '^\s*deb\s' "${sources[@]}" 2>/dev/null | sed -E 's/\[[^]]*\]//' | awk '{print $2}' || true
-    } | grep -v -- '-security' | head -n1 || true
-  )
-  [ -n "$mirror" ] || die "could not read a Debian mirror from ${sources[*]}"
+  host_apt_mirror || die "cannot choose a mirror for debootstrap"
 
   root=$(mktemp -d /var/tmp/multijhub-rootfs.XXXXXX)
   trap 'rm -rf "$root"' EXIT
   say "debootstrap bookworm (from the host's apt mirror) into $root"
   debootstrap --variant=minbase \
     --include=systemd,systemd-sysv,dbus,python3,openssh-server,sudo,acl,iproute2,procps,ca-certificates \
-    bookworm "$root" "$mirror" >"$root.log" 2>&1 || { tail -n 30 "$root.log" >&2; die "debootstrap failed (log: $root.log)"; }
+    bookworm "$root" "$host_apt_mirror" >"$root.log" 2>&1 || { tail -n 30 "$root.log" >&2; die "debootstrap failed (log: $root.log)"; }
   rm -f "$root.log"
 
   # Same apt sources as the host; trust the host's local CA certificates (TLS-inspecting proxies).
-  rm -f "$root/etc/apt/sources.list"
-  for f in "${sources[@]}"; do
-    case "$f" in
-      /etc/apt/sources.list) cp "$f" "$root/etc/apt/sources.list" ;;
-      *) cp "$f" "$root/etc/apt/sources.list.d/" ;;
-    esac
-  done
-  if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
-    cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
-    chroot "$root" update-ca-certificates >/dev/null
-  fi
+  host_apt_into "$root"
 
   # Packages every test host needs in any case, installed once into the image so that each
   # cluster start does not download them again (the roles still declare them).

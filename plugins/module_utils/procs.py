@@ -133,32 +133,29 @@ def _python_target(args: Sequence[str]) -> tuple[str, str] | None:
     return None
 
 
-def is_singleuser_server(cmdline: Sequence[str]) -> bool:
-    """True if the command line is JupyterHub's single-user server (what a hub's spawner runs)."""
+def _runs(cmdline: Sequence[str], commands: frozenset[str], modules: frozenset[str]) -> bool:
+    """True if the command line runs one of ``commands`` (also as a python interpreter's script
+    argument) or one of the python ``modules`` (``python -m``)."""
     if not cmdline:
         return False
     first = os.path.basename(cmdline[0])
-    if first in SINGLEUSER_COMMANDS:
+    if first in commands:
         return True
     target = _python_target(cmdline[1:]) if _PYTHON.fullmatch(first) else None
     if target is None:
         return False
     kind, name = target
-    return name in (SINGLEUSER_COMMANDS if kind == "script" else SINGLEUSER_MODULES)
+    return name in (modules if kind == "module" else commands)
+
+
+def is_singleuser_server(cmdline: Sequence[str]) -> bool:
+    """True if the command line is JupyterHub's single-user server (what a hub's spawner runs)."""
+    return _runs(cmdline, SINGLEUSER_COMMANDS, SINGLEUSER_MODULES)
 
 
 def is_jupyter_server(cmdline: Sequence[str]) -> bool:
     """True if the command line is a Jupyter server (also as a python interpreter's argument)."""
-    if not cmdline:
-        return False
-    first = os.path.basename(cmdline[0])
-    if first in SERVER_COMMANDS:
-        return True
-    target = _python_target(cmdline[1:]) if _PYTHON.fullmatch(first) else None
-    if target is None:
-        return False
-    kind, name = target
-    return name in (SERVER_MODULES if kind == "module" else SERVER_COMMANDS)
+    return _runs(cmdline, SERVER_COMMANDS, SERVER_MODULES)
 
 
 def redact_cmdline(cmdline: Sequence[str]) -> list[str]:

@@ -96,3 +96,11 @@ def test_the_smoke_test_passes_on_a_prepared_machine() -> None:
         check=True,
     )
     assert leftovers.stdout.strip() == ""
+
+
+def test_the_images_take_their_mirror_from_this_machines_apt_sources() -> None:
+    """molecule/host/host-apt.sh, shared by the container and the VM image builds."""
+    script = f'. {REPO / "molecule/host/host-apt.sh"}; host_apt_mirror && echo "$host_apt_mirror"'
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith(("http://", "https://", "file:/")), result.stdout
