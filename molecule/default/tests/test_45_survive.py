@@ -34,11 +34,6 @@ from conftest import (
     stop_server,
 )
 
-# Not yet run on the test cluster (the cluster was not free before the deadline); each step was
-# checked on a single hub container built with the jupyterhub role. Remove this mark after a
-# passing run: MOLECULE_INVENTORY_FILE=... pytest molecule/default/tests/test_45_survive.py
-pytestmark = pytest.mark.skip(reason="issue 13: not yet run on the test cluster")
-
 VENV = "/opt/multijhub/jupyterhub"
 WHEELS = "/var/cache/multijhub/wheels"  # the test inventory's multijhub_pip_wheelhouse
 CULL_TIMEOUT = 45  # test inventory: jupyterhub_cull_timeout (checked every 10 s, reports every 15 s)
