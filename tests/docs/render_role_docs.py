@@ -47,7 +47,8 @@ def render_role(role_dir: Path) -> str:
             kind = f"list of {option['elements']}"
         if "choices" in option:
             kind += " (" + ", ".join(str(c) for c in option["choices"]) + ")"
-        description = _cell(option.get("description", ""))
+        text = option.get("description", "")
+        description = _cell(" ".join(map(str, text)) if isinstance(text, list) else text)
         lines.append(f"| `{name}` | {_cell(kind)} | {_cell(_default(option))} | {description} |")
     return "\n".join(lines) + "\n"
 
