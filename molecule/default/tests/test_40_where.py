@@ -7,7 +7,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import login_and_spawn, stop_server
+from conftest import hub_user, login_and_spawn, stop_server
 
 RUNTIME = "/home/juser1/.local/share/jupyter/runtime"
 
@@ -54,6 +54,13 @@ def test_killed_server_is_not_running_its_file_stale_and_prune_removes_it(
     time.sleep(2)
     stale = f"jpserver-{pid}.json"
     assert hub2.file(f"{RUNTIME}/{stale}").exists, "SIGKILL leaves the runtime file behind"
+    # where.yml asks the hub's API too, the authority for the servers it spawned: until the hub's
+    # next poll of its spawner (Spawner.poll_interval, 30 s) it still calls the server ready, and
+    # where.yml then answers "running" (as the front door would). Wait for the hub to notice.
+    deadline = time.monotonic() + 120
+    while hub_user(hub2, "juser1").get("servers", {}).get("") and time.monotonic() < deadline:
+        time.sleep(2)
+    assert not hub_user(hub2, "juser1").get("servers", {}).get(""), "the hub never noticed the dead server"
     result, data = where(playbook, "-e", "user=juser1", tmp_path=tmp_path)
     assert result.returncode == 2, result.stdout[-3000:]
     assert "juser1: no running server" in result.stdout
