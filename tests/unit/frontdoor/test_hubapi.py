@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+import socket
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -172,3 +174,70 @@ def test_https_checks_the_hubs_certificate(https_hub):
 def test_bad_api_url_is_refused(bad):
     with pytest.raises(ValueError, match="must be http"):
         HubApi("hub1", bad, TOKEN)
+
+
+class _RestartingHub:
+    """A hub API on loopback that can 'restart': after it, the connections it kept alive get no
+    answer at all (as after a node's reboot, whose firewall drops what the new kernel does not
+    know), while new connections are answered."""
+
+    def __init__(self) -> None:
+        self.restarted = threading.Event()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[object] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn, self.restarted.is_set()), daemon=True).start()
+
+    def _serve(self, conn, after_restart: bool) -> None:  # type: ignore[no-untyped-def]
+        body = json.dumps({"name": "juser1", "servers": {"": {"ready": True}}}).encode()
+        scopes = json.dumps({"scopes": ["list:users", "read:users", "read:servers"]}).encode()
+        with conn:
+            while True:
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                if self.restarted.is_set() and not after_restart:
+                    continue  # a connection of before the restart: silence
+                answer = scopes if b" /hub/api/user " in data else body
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                    + str(len(answer)).encode()
+                    + b"\r\n\r\n"
+                    + answer
+                )
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_restarted_hub_costs_no_request_its_deadline():
+    hub = _RestartingHub()
+    try:
+        client = HubApi("hub1", f"http://127.0.0.1:{hub.port}/", TOKEN)
+        assert client.user_server("juser1", 2.0) == {"ready": True}
+        assert client.user_server("juser1", 2.0) == {"ready": True}
+        assert len(hub.conns) == 1  # kept alive
+        hub.restarted.set()
+        started = time.monotonic()
+        assert client.user_server("juser1", 2.0) == {"ready": True}  # on a new connection
+        assert time.monotonic() - started < 1.5
+        assert len(hub.conns) == 2
+        started = time.monotonic()
+        assert client.user_server("juser1", 2.0) == {"ready": True}
+        assert time.monotonic() - started < 0.4  # the dead connections were forgotten
+    finally:
+        hub.close()

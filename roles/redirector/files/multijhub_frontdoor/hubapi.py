@@ -13,6 +13,7 @@ import http.client
 import json
 import ssl
 import threading
+import time
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -27,6 +28,9 @@ PAGINATION = "application/jupyterhub-pagination+json"
 REQUIRED_SCOPES = ("read:servers",)
 USER_SCOPES = ("read:users", "read:users:name")
 MAX_BODY = 4 * 1024 * 1024  # bytes of one answer (a page of 200 user models fits)
+# Seconds a kept-alive connection may take to answer before it is taken for dead and the request
+# is sent again on a new connection (the hub's API answers in milliseconds).
+REUSED_TIMEOUT = 0.5
 # A kept-alive connection the hub has closed meanwhile fails on first use: try once more afresh.
 _STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, http.client.BadStatusLine)
 
@@ -69,9 +73,16 @@ class HubApi:
         self.scopes_ok = False
 
     def _connection(self, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
-        """An idle connection (reused=True) or a new one, with ``timeout`` per operation."""
+        """An idle connection (reused=True) or a new one, with ``timeout`` per operation.
+
+        A kept-alive connection gets at most REUSED_TIMEOUT seconds: after its hub restarted (a
+        node reboot) it is dead without a word (the hub's firewall drops what the new kernel does
+        not know), and must not use up the request's whole deadline.
+        """
         with self._lock:
             conn = self._idle.pop() if self._idle else None
+        if conn is not None:
+            timeout = min(timeout, REUSED_TIMEOUT)
         if conn is None:
             if self._https:
                 conn = http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self._ssl)
@@ -83,6 +94,13 @@ class HubApi:
             conn.sock.settimeout(timeout)
         return conn, True
 
+    def _forget_idle(self) -> None:
+        """Close every kept-alive connection: one turned out dead, so its hub restarted."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
     def _release(self, conn: http.client.HTTPConnection) -> None:
         with self._lock:
             if len(self._idle) < self._pool_size:
@@ -93,18 +111,23 @@ class HubApi:
     def _get(self, path: str, timeout: float, accept: str | None = None) -> tuple[int, bytes]:
         """(status, body) of ``GET <api_url><path>``; raise HubApiError when there is none."""
         headers = self._headers if accept is None else {**self._headers, "Accept": accept}
+        deadline = time.monotonic() + timeout
         for attempt in (1, 2):
-            conn, reused = self._connection(timeout)
+            conn, reused = self._connection(max(0.001, deadline - time.monotonic()))
             try:
                 conn.request("GET", self._base + path, headers=headers)
                 resp = conn.getresponse()
                 body = resp.read(MAX_BODY + 1)
             except TimeoutError as exc:
                 conn.close()
+                if reused and attempt == 1 and deadline - time.monotonic() > 0.05:
+                    self._forget_idle()  # the hub restarted: its other kept connections are dead too
+                    continue
                 raise HubApiError("hub API timed out") from exc
             except _STALE as exc:
                 conn.close()
                 if reused and attempt == 1:
+                    self._forget_idle()
                     continue
                 raise HubApiError(f"hub API unreachable: {type(exc).__name__}") from exc
             except (OSError, http.client.HTTPException) as exc:
