@@ -99,6 +99,13 @@ def details_lines(decision: Mapping[str, Any], prune_command: str) -> list[str]:
             f"{decision['user']} has no account on {', '.join(missing)}: no server can start there"
             " (the same users must exist on every hub; site.yml's preflight checks it)"
         )
+    if decision["state"] == "unknown":
+        silent = ", ".join(sorted(decision["unanswered"]))
+        lines.append(
+            f"the front door waits for {silent} only for the users who may have a server there (their"
+            " recent nodes); a hub down for good: ansible-playbook drain.yml -e node=HUB -e down=true"
+            " (its servers are then taken as lost and their users get new ones elsewhere)"
+        )
     if decision["stale"]:
         lines.append(f"stale runtime files (no hub runs them): {', '.join(decision['stale'])}")
         lines.append(f"remove them with: {prune_command}")

@@ -156,3 +156,12 @@ def test_clock_skew_is_explained() -> None:
         "hub2: process 42 started 10 s after its runtime file was written: the clocks of hub2 and the host"
         " holding the homes differ (check NTP); counted as running"
     ]
+
+
+def test_unknown_says_what_the_front_door_does_with_a_silent_hub() -> None:
+    """Issue 16, case 9: where.yml has no store, so its answer stays UNKNOWN; it says the same rule."""
+    lines = details_lines(decision("unknown", unanswered={"hub2": "unreachable"}), "prune")
+    assert lines[-1].startswith(
+        "the front door waits for hub2 only for the users who may have a server there (their recent nodes)"
+    )
+    assert "drain.yml -e node=HUB -e down=true" in lines[-1]

@@ -65,6 +65,27 @@ def observe(
     )
 
 
+def observe_listings(
+    store: AssignmentStore,
+    listings: Mapping[str, Collection[str]],
+    *,
+    limits: LimitsConfig,
+    now: float | None = None,
+) -> None:
+    """Record who has a server on each node that listed all its servers (the recent nodes).
+
+    A placement younger than ``limits.pending_seconds`` is kept although its server does not
+    show yet; a silent node's entries are kept for ``limits.node_history_days``.
+    """
+    if listings:
+        store.record_listing(
+            listings,
+            grace=limits.pending_seconds,
+            retention=limits.node_history_days * 86400.0,
+            now=now,
+        )
+
+
 def effective_loads(
     loads: Sequence[NodeLoad],
     *,

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from multijhub_core.cgroupmem import UnitMemory
@@ -28,6 +28,9 @@ class Resolution:
     loads: tuple[NodeLoad, ...]  # healthy = both the hub API and the probe answered
     answers: tuple[NodeAnswer, ...]
     elapsed: float
+    # Per healthy node whose answer listed every server's unit: the users with a server there
+    # (the store's recent nodes; a node whose list was incomplete or absent is left out).
+    listings: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 def _outcome(fut: Future[Any] | None, what: str, deadline: float) -> tuple[bool, Any, str]:
@@ -116,6 +119,7 @@ class Resolver:
         wait(pending, timeout=max(0.0, end - time.monotonic()))
         answers: list[NodeAnswer] = []
         loads: list[NodeLoad] = []
+        listings: dict[str, frozenset[str]] = {}
         for node in self.nodes:
             hub_fut, probe_fut = futures[node.name]
             hub = _outcome(hub_fut, "hub API", self.deadline)
@@ -123,13 +127,17 @@ class Resolver:
             answer, both = combine(node.name, hub, probe)
             answers.append(answer)
             report = answer.report or {}
+            units = parse_units(report)
+            raw = report.get("units")
+            if both and isinstance(raw, list) and len(units) == len(raw):
+                listings[node.name] = frozenset(unit.user for unit in units)
             loads.append(
                 NodeLoad(
                     name=node.name,
                     mem_available=int(report.get("mem_available", 0)),
                     mem_total=int(report.get("mem_total", 0)),
                     healthy=both,
-                    units=parse_units(report),
+                    units=units,
                 )
             )
         decision = decide(username, answers)
@@ -149,6 +157,7 @@ class Resolver:
             loads=tuple(loads),
             answers=tuple(answers),
             elapsed=time.monotonic() - start,
+            listings=listings,
         )
 
     def close(self) -> None:
