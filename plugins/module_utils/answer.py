@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .acl import GRANT_REPAIR
+
 __all__ = ["answer_text", "details_lines", "server_url", "uptime_text"]
 
 GiB = 1024**3
@@ -86,7 +88,13 @@ def details_lines(decision: Mapping[str, Any], prune_command: str) -> list[str]:
             lines.append(
                 f"{node}: {problem['runtime_error']}; its processes were checked instead. The service"
                 " group's listing grant may be broken (e.g. by chmod 700 on the home): site.yml restores it"
-                " (ansible-playbook site.yml --limit home)"
+                f" ({GRANT_REPAIR})"
+            )
+        if problem.get("grant_error"):
+            lines.append(
+                f"{node}: broken listing grant: {problem['grant_error']}, so the front door's probe cannot"
+                f" see the runtime files (it still finds the server by its processes and the hub API);"
+                f" repair: {GRANT_REPAIR}"
             )
         if problem.get("hub_error"):
             lines.append(

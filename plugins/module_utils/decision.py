@@ -50,7 +50,8 @@ class Decision:
     # Nodes that answered that the user has no account there (no server can run there).
     no_account: list[str] = field(default_factory=list)
     # Per node, what one of its sources could not say although the node answered
-    # (``runtime_error``: the runtime directory could not be listed; ``hub_error``: the hub API).
+    # (``runtime_error``: the runtime directory could not be listed; ``hub_error``: the hub API;
+    # ``grant_error``: the service group, i.e. the front door's probe, cannot list it).
     problems: dict[str, dict[str, str]] = field(default_factory=dict)
     # Silent nodes taken as holding no server of the user (``settle_silent``), with the reason:
     # SILENT_NOT_RECENT or SILENT_DOWN. Empty unless a history was given.
@@ -168,7 +169,9 @@ def decide(user: str, answers: list[NodeAnswer]) -> Decision:
         if answer.report is not None and answer.report.get("user_exists") is False:
             no_account.append(answer.node)
         report = answer.report or {}
-        found = {key: str(report[key]) for key in ("runtime_error", "hub_error") if report.get(key)}
+        found = {
+            key: str(report[key]) for key in ("runtime_error", "hub_error", "grant_error") if report.get(key)
+        }
         if found:
             problems[answer.node] = found
         running, seen, claimed = _running_on(answer)

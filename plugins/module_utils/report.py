@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import grp
 import os
 import pwd
 import socket
@@ -56,6 +57,34 @@ def _list_files(runtime_dir: str, uid: int, gid: int) -> list[RuntimeFile]:
         return list_runtime_files_as(runtime_dir, uid, gid)
 
 
+def grant_error(runtime_dir: str, service_group: str) -> str | None:
+    """Why a member of ``service_group`` cannot list ``runtime_dir`` (the probe's grant), or None.
+
+    Tried, not computed: a child process with the uid of ``nobody`` and ``service_group`` as its
+    only group lists the directory (root only), so the answer is the kernel's (or the NFS
+    server's) over every ACL and mode on the way, e.g. a home made 0700 whose ACL mask then hides
+    the grant. None when it can, when the directory does not exist, when not run as root, or
+    when the group does not exist here.
+    """
+    if os.geteuid() != 0:
+        return None
+    try:
+        gid = grp.getgrnam(service_group).gr_gid
+    except KeyError:
+        return None
+    try:
+        uid = pwd.getpwnam("nobody").pw_uid
+    except KeyError:
+        uid = 65534
+    try:
+        list_runtime_files_as(runtime_dir, uid, gid)
+    except RuntimeDirError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM):
+            return None
+        return f"the service group {service_group} cannot list {runtime_dir}: permission denied"
+    return None
+
+
 def node_report(
     username: str,
     *,
@@ -65,6 +94,7 @@ def node_report(
     singleuser_servers: int | None = None,
     user_processes: bool = False,
     cgroup_root: str = "/sys/fs/cgroup",
+    service_group: str | None = None,
 ) -> dict[str, Any]:
     """This node's evidence on ``username``'s Jupyter servers, plus its memory and load.
 
@@ -78,6 +108,10 @@ def node_report(
       grant broken, e.g. by ``chmod 700 ~``), the user's JupyterHub single-user servers on this
       node, found by UID in /proc (``processes``: pid, start_time, redacted cmdline). A runtime
       directory that cannot be listed is reported in ``runtime_error`` instead of failing.
+
+    With ``service_group`` (where.yml, run as root: its own listing succeeds where the probe's
+    fails), whether that group's members can list the runtime directory is tried too
+    (``grant_error``, see grant_error).
 
     ``units`` lists the memory of every ``jupyter-<user>-singleuser.service`` unit of the
     node as the kernel accounts it (``cgroupmem.scan_units``: user, current and peak bytes,
@@ -118,6 +152,10 @@ def node_report(
     }
     if runtime_error is not None:
         report["runtime_error"] = runtime_error
+    elif service_group:
+        broken = grant_error(runtime_dir, service_group)
+        if broken is not None:
+            report["grant_error"] = broken
     if user_processes or runtime_error is not None:
         report["processes"] = [
             {"pid": p.pid, "start_time": p.start_time, "cmdline": redact_cmdline(p.cmdline)}

@@ -165,3 +165,12 @@ def test_unknown_says_what_the_front_door_does_with_a_silent_hub() -> None:
         "the front door waits for hub2 only for the users who may have a server there (their recent nodes)"
     )
     assert "drain.yml -e node=HUB -e down=true" in lines[-1]
+
+
+def test_a_broken_grant_found_by_where_yml_is_explained_with_its_repair() -> None:
+    d = decision(
+        "running", problems={"hub2": {"grant_error": "the service group g cannot list /r: permission denied"}}
+    )
+    line = next(line for line in details_lines(d, "prune") if line.startswith("hub2: broken listing grant"))
+    assert "the service group g cannot list /r: permission denied" in line
+    assert line.endswith("repair: ansible-playbook site.yml --limit home")

@@ -292,3 +292,12 @@ def test_settling_leaves_found_servers_alone() -> None:
     )
     history = NodeHistory(watched=frozenset({"hub1", "hub2"}), down=frozenset({"hub2"}))
     assert settle_silent(d, history) is d
+
+
+def test_a_broken_grant_reported_by_a_node_is_a_problem_not_silence() -> None:
+    hub2 = dict(
+        report("hub2", running=("jpserver-10.json",)), grant_error="the service group g cannot list /r"
+    )
+    d = decide("juser1", [NodeAnswer("hub1", True, report("hub1")), NodeAnswer("hub2", True, hub2)])
+    assert (d.state, d.nodes) == ("running", ["hub2"])
+    assert d.problems == {"hub2": {"grant_error": "the service group g cannot list /r"}}

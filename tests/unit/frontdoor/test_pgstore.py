@@ -35,6 +35,7 @@ from test_store import (  # noqa: F401
     test_down_marks_are_kept_until_cleared_and_idempotent,
     test_drained,
     test_drained_and_unhealthy_are_never_chosen,
+    test_grant_problems_recorded_refreshed_and_cleared,
     test_is_an_assignment_store,
     test_learned_sizes_from_the_store,
     test_login_failures_in_a_moving_window,

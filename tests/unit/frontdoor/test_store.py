@@ -395,3 +395,15 @@ def test_down_marks_are_kept_until_cleared_and_idempotent(store):
     store.set_down("hub2", False)
     assert store.down_nodes() == frozenset()
     assert store.node_history("ann").watched == {"hub2"}
+
+
+def test_grant_problems_recorded_refreshed_and_cleared(store):
+    store.record_grant_problems("ann", {"hub2": "denied"}, answered=["hub1", "hub2"], now=100.0)
+    assert [(g.user, g.node, g.error, g.seen_at) for g in store.grant_problems()] == [
+        ("ann", "hub2", "denied", 100.0)
+    ]
+    # hub2 silent now: its entry stays; answered without the problem: cleared
+    store.record_grant_problems("ann", {}, answered=["hub1"], now=200.0)
+    assert [g.node for g in store.grant_problems()] == ["hub2"]
+    store.record_grant_problems("ann", {}, answered=["hub1", "hub2"], now=300.0)
+    assert store.grant_problems() == []

@@ -76,6 +76,13 @@ CREATE TABLE IF NOT EXISTS multijhub_node_marks (
     down_since DOUBLE PRECISION,
     down_by TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS multijhub_grant_problems (
+    username TEXT NOT NULL,
+    node TEXT NOT NULL,
+    error TEXT NOT NULL,
+    seen_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (username, node)
+);
 """
 
 

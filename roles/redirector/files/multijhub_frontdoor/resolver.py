@@ -9,6 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+from multijhub_core.acl import GRANT_REPAIR
 from multijhub_core.cgroupmem import UnitMemory
 from multijhub_core.decision import Decision, NodeAnswer, combine, decide
 from multijhub_core.placement import NodeLoad
@@ -146,11 +147,11 @@ class Resolver:
                 # The node still answered (its /proc and hub API), but the service group's listing
                 # grant on this user's runtime directory is broken (e.g. chmod 700 on the home).
                 log.warning(
-                    "%s on %s: %s; the service group's grant is broken: "
-                    "ansible-playbook site.yml --limit home restores it",
+                    "%s on %s: %s; the service group's grant is broken: %s restores it",
                     username,
                     node,
                     problem["runtime_error"],
+                    GRANT_REPAIR,
                 )
         return Resolution(
             decision=decision,

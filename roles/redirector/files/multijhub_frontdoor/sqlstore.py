@@ -51,6 +51,16 @@ class OomKill:
 
 
 @dataclass(frozen=True)
+class GrantProblem:
+    """A node that could not list a user's runtime directory (the service group's grant is broken)."""
+
+    user: str
+    node: str
+    error: str
+    seen_at: float  # seconds since the epoch: last seen
+
+
+@dataclass(frozen=True)
 class SessionPeak:
     """One recorded server session: its peak and latest memory (bytes), where and when seen."""
 
@@ -347,6 +357,63 @@ class SqlStore:
                 conn.execute(
                     q("UPDATE {t}node_marks SET down_since = NULL, down_by = '' WHERE node = {p}"), (node,)
                 )
+
+    # Broken listing grants (issue 16, case 3): what the admin page lists with the repair.
+
+    def record_grant_problems(
+        self,
+        user: str,
+        problems: Mapping[str, str],
+        *,
+        answered: Collection[str],
+        now: float | None = None,
+    ) -> None:
+        """Record the nodes that reported ``user``'s grant broken (node -> error).
+
+        A node in ``answered`` without a problem clears its entry (repaired); a silent node's
+        entry stays. Entries not seen for FAILURE_HISTORY_SECONDS are forgotten. Nothing is
+        written when nothing changed (the usual login).
+        """
+        now = time.time() if now is None else now
+        q = self.dialect
+        with self._read() as conn:
+            rows = conn.execute(
+                q("SELECT node, error, seen_at FROM {t}grant_problems WHERE {user} = {p}"), (user,)
+            ).fetchall()
+        known = {node: (error, float(at)) for node, error, at in rows}
+        write = {
+            node: error
+            for node, error in problems.items()
+            if node not in known or known[node][0] != error or known[node][1] < now - REFRESH_SECONDS
+        }
+        clear = [node for node in known if node in answered and node not in problems]
+        if not write and not clear:
+            return
+        with self._tx() as conn:
+            for node, error in sorted(write.items()):
+                conn.execute(
+                    q(
+                        "INSERT INTO {t}grant_problems ({user}, node, error, seen_at)"
+                        " VALUES ({p}, {p}, {p}, {p}) ON CONFLICT ({user}, node)"
+                        " DO UPDATE SET error = excluded.error, seen_at = excluded.seen_at"
+                    ),
+                    (user, node, error[:500], now),
+                )
+            for node in sorted(clear):
+                conn.execute(
+                    q("DELETE FROM {t}grant_problems WHERE {user} = {p} AND node = {p}"), (user, node)
+                )
+            conn.execute(
+                q("DELETE FROM {t}grant_problems WHERE seen_at < {p}"), (now - FAILURE_HISTORY_SECONDS,)
+            )
+
+    def grant_problems(self, limit: int = 50) -> list[GrantProblem]:
+        """The broken grants recorded, newest first."""
+        sql = self.dialect(
+            "SELECT {user}, node, error, seen_at FROM {t}grant_problems ORDER BY seen_at DESC, node LIMIT {p}"
+        )
+        with self._read() as conn:
+            return [GrantProblem(r[0], r[1], r[2], float(r[3])) for r in conn.execute(sql, (limit,))]
 
     # Learned sizes (issue 19): each user's recent server sessions and their peaks.
 

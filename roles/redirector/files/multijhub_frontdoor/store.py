@@ -40,6 +40,7 @@ from .sqlstore import (
     NODE_HISTORY_DAYS,
     Chooser,
     Dialect,
+    GrantProblem,
     OomKill,
     Placement,
     PlacementContext,
@@ -54,6 +55,7 @@ __all__ = [
     "NODE_HISTORY_DAYS",
     "AssignmentStore",
     "Chooser",
+    "GrantProblem",
     "OomKill",
     "Placement",
     "PlacementContext",
@@ -126,6 +128,21 @@ class AssignmentStore(Protocol):
 
     def set_down(self, node: str, down: bool, *, by: str = "") -> None:
         """Mark ``node`` down or clear the mark."""
+        ...
+
+    def record_grant_problems(
+        self,
+        user: str,
+        problems: Mapping[str, str],
+        *,
+        answered: Collection[str],
+        now: float | None = None,
+    ) -> None:
+        """Record the nodes that reported ``user``'s listing grant broken; clear repaired ones."""
+        ...
+
+    def grant_problems(self, limit: int = 50) -> list[GrantProblem]:
+        """The broken grants recorded, newest first."""
         ...
 
     def record_memory(
@@ -221,6 +238,13 @@ CREATE TABLE IF NOT EXISTS node_marks (
     listed_at REAL,
     down_since REAL,
     down_by TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS grant_problems (
+    user TEXT NOT NULL,
+    node TEXT NOT NULL,
+    error TEXT NOT NULL,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (user, node)
 );
 """
 

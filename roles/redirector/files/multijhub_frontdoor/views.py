@@ -248,9 +248,12 @@ def observe_memory(fd: FrontDoor, resolution: Resolution) -> None:
     and counts the broken listing grants the nodes reported.
     """
     observe_listings(fd.store, resolution.listings, limits=fd.config.limits)
-    for node, problem in resolution.decision.problems.items():
-        if problem.get("runtime_error"):
-            fd.metrics.broken_grants.labels(node=node).inc()
+    decision = resolution.decision
+    broken = {node: p["runtime_error"] for node, p in decision.problems.items() if p.get("runtime_error")}
+    for node in broken:
+        fd.metrics.broken_grants.labels(node=node).inc()
+    answered = [answer.node for answer in resolution.answers if answer.node not in decision.unanswered]
+    fd.store.record_grant_problems(decision.user, broken, answered=answered)
     for kill in observe(fd.store, resolution.loads, limits=fd.config.limits):
         fd.metrics.oom_kills.labels(node=kill.node).inc(kill.kills)
         log.warning("OOM kill: %d process(es) of %s's server on %s", kill.kills, kill.user, kill.node)
