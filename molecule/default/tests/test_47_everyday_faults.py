@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import subprocess
 
 import pytest
-from conftest import frontdoor_login, login_and_spawn, recap, stop_server
+import requests
+from conftest import FRONTDOOR, frontdoor_login, login_and_spawn, recap, stop_server
 
 ANSWERS = "multijhub.cluster.answers"
 
@@ -90,6 +92,19 @@ def test_chmod_700_on_a_home_does_not_lock_the_user_out_of_the_front_door(playbo
         assert denied.rc != 0 and "Permission denied" in denied.stderr
         _, landing = frontdoor_login("juser2")
         assert landing.status == 200 and landing.hub == "hub2", (landing.status, landing.response.text[:500])
+        # Reported: a metric per node, the admin page with the repair, and where.yml (run as root,
+        # whose own listing works) names the grant the probe lacks.
+        metrics = requests.get(f"{FRONTDOOR}/metrics", timeout=10).text
+        assert re.search(r'multijhub_frontdoor_broken_grants_total\{node="hub2"\} [1-9]', metrics), metrics[
+            -2000:
+        ]
+        admin, _ = frontdoor_login("jadmin", visit=False)  # no placement of jadmin
+        grants = admin.get(f"{FRONTDOOR}/admin", timeout=30).text.split('id="grants"', 1)[1]
+        assert "<td>juser2</td><td>hub2</td>" in grants and "ansible-playbook site.yml --limit home" in grants
+        where = playbook.run("where.yml", "-e", "user=juser2", callback=ANSWERS)
+        assert where.returncode == 0, where.stdout[-3000:]
+        assert "hub2: broken listing grant: the service group" in where.stdout, where.stdout[-3000:]
+        assert "repair: ansible-playbook site.yml --limit home" in where.stdout
         stop_server(hub2, "juser2")
         _, landing = frontdoor_login("juser2")  # no server: placed, not "cannot tell" (503)
         assert landing.status == 200 and landing.hub in ("hub1", "hub2"), landing.response.text[:500]
