@@ -225,17 +225,18 @@ def silent_node_may_hold(node: str, history: NodeHistory | None) -> str | None:
     """None when the silent ``node`` may hold the user's server, else why it cannot.
 
     Unknown is not absent: with no history, or a node the store never listed, or a node among
-    the user's recent nodes, the node may hold the server (None). An operator's down mark
-    releases (``SILENT_DOWN``); a watched node outside the user's recent nodes cannot hold a
-    server the store would not have seen (``SILENT_NOT_RECENT``).
+    the user's recent nodes, the node may hold the server (None), unless an operator marked it
+    down (``SILENT_DOWN``: its servers are lost or unreachable). A watched node outside the
+    user's recent nodes cannot hold a server the store would not have seen
+    (``SILENT_NOT_RECENT``, also when it is down: the user had nothing there to lose).
     """
     if history is None:
         return None
+    if node in history.watched and node not in history.recent:
+        return SILENT_NOT_RECENT
     if node in history.down:
         return SILENT_DOWN
-    if node not in history.watched or node in history.recent:
-        return None
-    return SILENT_NOT_RECENT
+    return None
 
 
 def settle_silent(decision: Decision, history: NodeHistory | None) -> Decision:

@@ -267,6 +267,11 @@ def test_a_node_marked_down_releases_even_its_recent_users() -> None:
     assert (d.state, d.released) == ("not_running", {"hub2": SILENT_DOWN})
     # Down without ever being listed releases too: the operator decided.
     assert silent_node_may_hold("hub2", NodeHistory(down=frozenset({"hub2"}))) == SILENT_DOWN
+    # A user who had nothing there is not told of a lost server.
+    other = NodeHistory(
+        watched=frozenset({"hub1", "hub2"}), recent=frozenset({"hub1"}), down=frozenset({"hub2"})
+    )
+    assert silent_node_may_hold("hub2", other) == SILENT_NOT_RECENT
 
 
 def test_every_silent_node_must_be_released() -> None:
