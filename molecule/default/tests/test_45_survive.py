@@ -397,10 +397,6 @@ def test_a_kernel_survives_a_reinstall_of_the_hubs_packages(playbook, hub1, juse
 # --- A node that really went down -------------------------------------------------------------------------
 
 
-@pytest.mark.skip(
-    reason="open (issue 13): after a power loss of hub1 (podman kill + start) the integrated front door"
-    " still answered 503 'cannot tell yet' to the next logins; fix that, then run this test again"
-)
 def test_after_a_node_restart_the_next_login_gets_a_fresh_server(playbook, hub1, juser1, monkeypatch):
     old = juser1.pid
     runtime = "/home/juser1/.local/share/jupyter/runtime"
