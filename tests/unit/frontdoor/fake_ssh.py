@@ -110,6 +110,11 @@ FAKE_SSH = textwrap.dedent(
             if asked in conf.get("exit_on", []):
                 sys.stderr.write("Connection to hub closed by remote host.\\n")
                 sys.exit(255)
+            once = here / f"exited-once-{{asked}}"
+            if asked in conf.get("exit_once_on", []) and not once.exists():
+                once.touch()  # the first session asked this dies, as one whose hub rebooted
+                sys.stderr.write("Connection to hub closed by remote host.\\n")
+                sys.exit(255)
             time.sleep(conf.get("user_delay", {{}}).get(asked, 0.0))
             print(json.dumps({{"user": asked, "via": via, "session": os.getpid(),
                               "mem_available": 1, "mem_total": 2, "evidence": []}}), flush=True)
