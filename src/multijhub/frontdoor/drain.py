@@ -1,8 +1,8 @@
 """Drain or undrain a node in the assignment store (what drain.yml runs on the front door).
 
-    python -m multijhub_frontdoor.drain hub2            # drain: no new servers go to hub2
-    python -m multijhub_frontdoor.drain hub2 --undrain
-    python -m multijhub_frontdoor.drain --list          # the drained nodes, one per line
+    multijhub-frontdoor-drain hub2            # drain: no new servers go to hub2
+    multijhub-frontdoor-drain hub2 --undrain
+    multijhub-frontdoor-drain --list          # the drained nodes, one per line
 
 Prints one JSON line: {"node": ..., "drained": bool, "changed": bool, "drained_nodes": [...]};
 exit 2 for a node the configuration does not know.
@@ -19,9 +19,7 @@ from .store import open_store
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m multijhub_frontdoor.drain", description=__doc__.splitlines()[0]
-    )
+    parser = argparse.ArgumentParser(prog="multijhub-frontdoor-drain", description=__doc__.splitlines()[0])
     parser.add_argument("node", nargs="?", help="a node name of the configuration")
     parser.add_argument("--undrain", action="store_true", help="take new servers again")
     parser.add_argument("--list", action="store_true", help="only list the drained nodes")

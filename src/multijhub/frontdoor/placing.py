@@ -2,7 +2,7 @@
 
 Learned sizes (issue 19): ``observe`` records every answering node's servers' memory (the
 probe's ``units``, from their cgroups) in the store; ``place_user`` then counts each server at
-its user's learned size (``multijhub_core.placement.learned_size`` over the store's session
+its user's learned size (``multijhub.core.placement.learned_size`` over the store's session
 peaks): the new server as its ``need``, a running one by what it is still expected to grow
 (``reserved``), a placed one not visible yet as pending.
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 
-from multijhub_core.cgroupmem import UnitMemory
-from multijhub_core.placement import NodeLoad, SizeRule, choose_node, learned_size, reserved
+from multijhub.core.cgroupmem import UnitMemory
+from multijhub.core.placement import NodeLoad, SizeRule, choose_node, learned_size, reserved
 
 from .config import LimitsConfig
 from .store import AssignmentStore, OomKill, Placement, PlacementContext

@@ -10,8 +10,9 @@ from urllib.parse import urlencode
 from flask import Blueprint, abort, current_app, redirect, render_template, request, session
 from flask.typing import ResponseReturnValue
 from flask_limiter import Limiter
-from multijhub_core.usernames import InvalidUsername, normalize_username, validate_username
-from multijhub_hub import account
+
+from multijhub.core.usernames import InvalidUsername, normalize_username, validate_username
+from multijhub.hub import account
 
 from .auth import AccountChecker, AccountRefused, Authenticator, LoginRefused, check_login, in_group
 from .config import Config, NodeConfig
