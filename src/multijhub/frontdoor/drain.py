@@ -15,6 +15,7 @@ import json
 import sys
 
 from .config import load_config
+from .placing import drained_nodes
 from .store import open_store
 
 
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         before = store.drained_nodes()
         if args.list or args.node is None:
-            print(json.dumps({"drained_nodes": sorted(before | set(config.drained))}))
+            print(json.dumps({"drained_nodes": sorted(drained_nodes(config.drained, store))}))
             return 0
         if args.node not in {node.name for node in config.nodes}:
             print(json.dumps({"error": f"unknown node {args.node!r}"}))
@@ -39,13 +40,14 @@ def main(argv: list[str] | None = None) -> int:
         if (args.node in before) != want:
             store.set_drained(args.node, want, by=args.by)
         after = store.drained_nodes()
+        drained = drained_nodes(config.drained, store)
         print(
             json.dumps(
                 {
                     "node": args.node,
-                    "drained": args.node in after or args.node in config.drained,
+                    "drained": args.node in drained,
                     "changed": after != before,
-                    "drained_nodes": sorted(after | set(config.drained)),
+                    "drained_nodes": sorted(drained),
                 }
             )
         )

@@ -19,6 +19,12 @@ from .config import LimitsConfig
 from .store import AssignmentStore, OomKill, Placement, PlacementContext
 
 
+def drained_nodes(config_drained: Collection[str], store: AssignmentStore) -> frozenset[str]:
+    """The nodes no new server goes to: drained in the inventory (configuration) or on the admin
+    page / by drain.yml (the store). The one place this set is assembled."""
+    return frozenset(config_drained) | frozenset(store.drained_nodes())
+
+
 def size_rule(limits: LimitsConfig) -> SizeRule:
     """The estimator's settings from the front door's limits."""
     return SizeRule(

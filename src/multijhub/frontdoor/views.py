@@ -19,7 +19,7 @@ from .config import Config, NodeConfig
 from .forms import GoForm, LoginForm, LogoutForm
 from .handoff import send_to_hub
 from .metrics import Metrics
-from .placing import observe, place_user
+from .placing import drained_nodes, observe, place_user
 from .redirects import login_url, validate_next
 from .resolver import Resolution, Resolver
 from .store import AssignmentStore
@@ -289,7 +289,7 @@ def _resolve_and_send(user: str, next_path: str) -> ResponseReturnValue:
             form=LogoutForm(),
         )
         return body, 503, {"Retry-After": "5"}
-    drained = fd.config.drained | fd.store.drained_nodes()
+    drained = drained_nodes(fd.config.drained, fd.store)
     placement = place_user(fd.store, user, resolution.loads, drained=drained, limits=fd.config.limits)
     if placement is None:
         fd.metrics.failure("no_node")
