@@ -24,10 +24,10 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-import frontdoor_env  # noqa: F401 - puts the front door (multijhub_frontdoor) on sys.path
 import pytest
-from multijhub_frontdoor import probe as probe_mod
-from multijhub_frontdoor.config import SshConfig
+
+from multijhub.frontdoor import probe as probe_mod
+from multijhub.frontdoor.config import SshConfig
 
 FAKE_SSH = textwrap.dedent(
     """\

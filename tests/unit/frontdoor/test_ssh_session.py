@@ -18,11 +18,10 @@ from typing import Any
 
 import pytest
 from fake_ssh import FakeSsh, settings
-from multijhub_frontdoor import probe as probe_mod
-from multijhub_frontdoor.config import SshConfig
-from multijhub_frontdoor.probe import ProbeError, SshProbe
 
-CORE_PARENT = Path(__file__).resolve().parents[3] / "plugins"
+from multijhub.frontdoor import probe as probe_mod
+from multijhub.frontdoor.config import SshConfig
+from multijhub.frontdoor.probe import ProbeError, SshProbe
 
 
 @pytest.fixture
@@ -157,18 +156,14 @@ REAL_SERVE = textwrap.dedent(
     # SSH_ORIGINAL_COMMAND, as sshd does for the front door's key.
     import os, sys
     os.environ["SSH_ORIGINAL_COMMAND"] = sys.argv[-1]
-    os.environ["PYTHONPATH"] = {core!r}
-    os.execv(sys.executable, [sys.executable, "-m", "multijhub_core.probe", "--node", "hub1"])
+    os.execv(sys.executable, [sys.executable, "-m", "multijhub.core.probe", "--node", "hub1"])
     """
 )
 
 
 def test_the_core_probe_serves_a_session(tmp_path: Path):
-    core = tmp_path / "core"
-    core.mkdir()
-    (core / "multijhub_core").symlink_to(CORE_PARENT / "module_utils")
     ssh = tmp_path / "ssh"
-    ssh.write_text(REAL_SERVE.format(python=sys.executable, core=str(core)))
+    ssh.write_text(REAL_SERVE.format(python=sys.executable))
     ssh.chmod(0o755)
     probe = SshProbe(SshConfig("p", "/k", "/kh", str(tmp_path), control_persist="no", binary=str(ssh)))
     me = __import__("pwd").getpwuid(os.getuid()).pw_name

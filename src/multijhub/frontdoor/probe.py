@@ -29,6 +29,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from multijhub.core.probe import PING, SERVE  # the protocol's words: one definition, the hub's probe
+
 from .config import SshConfig
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,6 @@ MAX_OUTPUT = 1024 * 1024
 MASTER_GRACE = 5.0  # seconds a master may take beyond ConnectTimeout (key exchange, auth)
 MASTER_RETRY = 10.0  # after a failed master, probes connect directly this long
 MASTER_POLL = 0.05  # how often a waiting probe looks for another process's master
-PING = "--ping"  # a session request that is never a user name: the probe answers {"pong": true}
 # ssh's own keepalive (ServerAliveInterval/CountMax) ends a shared connection whose hub stopped
 # answering within about ALIVE_INTERVAL * ALIVE_COUNT seconds. A hub that lost power and came
 # back drops the old connection's packets (its firewall does not know it): without the
@@ -261,7 +262,7 @@ class SshProbe:
     def serve_argv(self, host: str) -> list[str]:
         """A persistent session: the hub's probe answers one line per request line."""
         s = self.settings
-        return [s.binary, "-T", "-a", "-x", *self._options(host, "no"), "--", host, "--serve"]
+        return [s.binary, "-T", "-a", "-x", *self._options(host, "no"), "--", host, SERVE]
 
     def master_argv(self, host: str) -> list[str]:
         """The shared connection: no command (``-N``); with ControlPersist it forks to
