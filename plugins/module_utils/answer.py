@@ -84,18 +84,14 @@ def details_lines(decision: Mapping[str, Any], prune_command: str) -> list[str]:
                     " counted as running"
                 )
     for node, problem in sorted((decision.get("problems") or {}).items()):
-        if problem.get("runtime_error"):
-            lines.append(
-                f"{node}: {problem['runtime_error']}; its processes were checked instead. The service"
-                " group's listing grant may be broken (e.g. by chmod 700 on the home): site.yml restores it"
-                f" ({GRANT_REPAIR})"
-            )
         if problem.get("grant_error"):
             lines.append(
                 f"{node}: broken listing grant: {problem['grant_error']}, so the front door's probe cannot"
                 f" see the runtime files (it still finds the server by its processes and the hub API);"
                 f" repair: {GRANT_REPAIR}"
             )
+        elif problem.get("runtime_error"):
+            lines.append(f"{node}: {problem['runtime_error']}; its processes and hub API were asked instead")
         if problem.get("hub_error"):
             lines.append(
                 f"{node}: its hub API gave no answer ({problem['hub_error']});"

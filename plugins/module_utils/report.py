@@ -50,9 +50,9 @@ def evidence_to_dict(ev: Evidence) -> dict[str, Any]:
 def _list_files(runtime_dir: str, uid: int, gid: int) -> list[RuntimeFile]:
     try:
         return list_runtime_files(runtime_dir)
-    except RuntimeDirError:
+    except RuntimeDirError as exc:
         # root squashed over NFS cannot enter a 0700 home: list it as the user instead.
-        if os.geteuid() != 0 or uid == 0:
+        if os.geteuid() != 0 or uid == 0 or exc.errno == errno.E2BIG:
             raise
         return list_runtime_files_as(runtime_dir, uid, gid)
 
@@ -109,9 +109,11 @@ def node_report(
       node, found by UID in /proc (``processes``: pid, start_time, redacted cmdline). A runtime
       directory that cannot be listed is reported in ``runtime_error`` instead of failing.
 
-    With ``service_group`` (where.yml, run as root: its own listing succeeds where the probe's
-    fails), whether that group's members can list the runtime directory is tried too
-    (``grant_error``, see grant_error).
+    ``grant_error`` says that the service group's listing grant is broken: the listing was
+    refused to this (non-root) process, i.e. the front door's probe; or, with ``service_group``
+    (where.yml, run as root: its own listing succeeds where the probe's fails), a member of that
+    group was refused when tried (see grant_error). A flooded directory is a ``runtime_error``
+    only.
 
     ``units`` lists the memory of every ``jupyter-<user>-singleuser.service`` unit of the
     node as the kernel accounts it (``cgroupmem.scan_units``: user, current and peak bytes,
@@ -124,12 +126,14 @@ def node_report(
     pw = lookup_user(username)
     runtime_dir = runtime_dir_for(pw.pw_dir, runtime_template, user=pw.pw_name)
     runtime_error = None
+    denied = False
     try:
         files = _list_files(runtime_dir, pw.pw_uid, pw.pw_gid)
     except RuntimeDirError as exc:
-        if exc.errno not in (errno.EACCES, errno.EPERM):
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.E2BIG):  # else: not a directory
             raise
         files, runtime_error = [], str(exc.strerror or exc)
+        denied = exc.errno in (errno.EACCES, errno.EPERM)
     evidence = [evidence_to_dict(check_file(f, pw.pw_uid, proc_root)) for f in files]
     mem_available, mem_total = meminfo(proc_root)
     units = [u.to_dict() for u in scan_units(cgroup_root)]
@@ -152,6 +156,9 @@ def node_report(
     }
     if runtime_error is not None:
         report["runtime_error"] = runtime_error
+        if denied and os.geteuid() != 0:
+            # The probe account (a member of the service group) was refused: its grant is broken.
+            report["grant_error"] = runtime_error
     elif service_group:
         broken = grant_error(runtime_dir, service_group)
         if broken is not None:

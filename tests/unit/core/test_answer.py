@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from multijhub_core.answer import answer_text, details_lines, server_url, uptime_text
+from multijhub.core.answer import answer_text, details_lines, server_url, uptime_text
 
 GIB = 1024**3
 URLS = {"hub1": "http://127.0.0.2:8000/", "hub2": "https://hub2.example.org/jupyter"}
@@ -174,3 +174,15 @@ def test_a_broken_grant_found_by_where_yml_is_explained_with_its_repair() -> Non
     line = next(line for line in details_lines(d, "prune") if line.startswith("hub2: broken listing grant"))
     assert "the service group g cannot list /r: permission denied" in line
     assert line.endswith("repair: ansible-playbook site.yml --limit home")
+
+
+def test_a_flooded_runtime_directory_is_not_called_a_broken_grant() -> None:
+    d = decision(
+        "running", problems={"hub1": {"runtime_error": "too many files in the runtime directory /r"}}
+    )
+    lines = details_lines(d, "prune")
+    assert (
+        "hub1: too many files in the runtime directory /r; its processes and hub API were asked instead"
+        in lines
+    )
+    assert not any("grant" in line for line in lines)

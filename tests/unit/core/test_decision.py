@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from multijhub_core.decision import (
+from multijhub.core.decision import (
     SILENT_DOWN,
     SILENT_NOT_RECENT,
     NodeAnswer,
@@ -16,8 +16,8 @@ from multijhub_core.decision import (
     settle_silent,
     silent_node_may_hold,
 )
-from multijhub_core.report import node_report
-from multijhub_core.usernames import InvalidUsername
+from multijhub.core.report import node_report
+from multijhub.core.usernames import InvalidUsername
 from multijhub_servers import Server, fake_proc
 
 

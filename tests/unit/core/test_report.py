@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from multijhub_core.report import meminfo, node_report, node_servers_report
-from multijhub_core.runtime import RuntimeDirError
-from multijhub_core.usernames import InvalidUsername, UnknownUser
+from multijhub.core.report import meminfo, node_report, node_servers_report
+from multijhub.core.runtime import MAX_SERVER_FILES, RuntimeDirError
+from multijhub.core.usernames import InvalidUsername, UnknownUser
 from multijhub_servers import Server, fake_proc, shared_tmpdir, start_server, stop
 
 
@@ -110,8 +110,7 @@ def test_an_unlistable_runtime_directory_is_reported_not_raised(tmp_path: Path) 
         # not root), which the runtime directory's mode 0700 keeps out.
         code = (
             "import encodings.ascii, json, os, pwd, sys\n"
-            "sys.path.insert(0, sys.argv[1]); import multijhub_servers\n"
-            "from multijhub_core.report import node_report\n"
+            "from multijhub.core.report import node_report\n"
             "pw = pwd.getpwnam('nobody'); os.setgroups([]); os.setgid(pw.pw_gid); os.setuid(pw.pw_uid)\n"
             "print(json.dumps(node_report('root', runtime_template=sys.argv[2])))\n"
         )
@@ -124,6 +123,7 @@ def test_an_unlistable_runtime_directory_is_reported_not_raised(tmp_path: Path) 
         )
         report = json.loads(out.stdout)
         assert "permission denied" in report["runtime_error"]
+        assert report["grant_error"] == report["runtime_error"]  # the probe's view: the grant is broken
         assert report["evidence"] == [] and isinstance(report["processes"], list)
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -153,3 +153,16 @@ def test_a_broken_grant_is_found_although_roots_own_listing_succeeds() -> None:
         )
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_flooded_runtime_directory_is_reported_not_raised(tmp_path: Path) -> None:
+    """The answer then rests on the user's processes and the hub, as for a broken grant."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    for pid in range(1, MAX_SERVER_FILES + 2):
+        (runtime / f"jpserver-{pid}.json").write_text("")
+    report = node_report("root", runtime_template=str(runtime))
+    assert "too many files" in report["runtime_error"]
+    assert report["evidence"] == [] and isinstance(report["processes"], list)
+    assert "grant_error" not in report  # not a broken grant
+    assert len(json.dumps(report)) < 100_000

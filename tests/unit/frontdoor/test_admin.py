@@ -168,8 +168,10 @@ def test_status_shows_learned_sizes_promised_memory_and_oom_kills(aenv):
 
 def test_a_broken_grant_is_counted_listed_with_its_repair_and_cleared_once_repaired(aenv):
     """Issue 16, case 3: chmod 700 on juser2's home; the probe cannot list the runtime directory."""
-    denied = {"runtime_error": "cannot list the runtime directory /home/juser2/x: permission denied"}
-    aenv.probe.extra[("hub2", "juser2")] = {**denied, "processes": []}
+    denied = "cannot list the runtime directory /home/juser2/x: permission denied"
+    aenv.probe.extra[("hub2", "juser2")] = {"runtime_error": denied, "grant_error": denied, "processes": []}
+    # A flooded directory (another runtime_error) is not a broken grant.
+    aenv.probe.extra[("hub1", "juser2")] = {"runtime_error": "too many files in ...", "processes": []}
     user = aenv.login("juser2")
     user.get("/")
     text = user.get("/metrics").get_data(as_text=True)

@@ -444,7 +444,7 @@ def test_a_silent_node_holds_up_only_the_users_who_may_have_a_server_there(env, 
     env.probe.mode["hub2"] = "hang"
     env.hubs.mode["hub2"] = "blackhole"
     # juser3 never had a server on hub2: placed on hub1, and the log says hub2 was silent.
-    with caplog.at_level("WARNING", logger="multijhub_frontdoor.views"):
+    with caplog.at_level("WARNING", logger="multijhub.frontdoor.views"):
         resp = env.login("juser3").get("/")
     assert resp.headers["Location"] == hub_url(env, "hub1")
     assert "juser3: hub2 is silent" in caplog.text and "not among juser3's recent nodes" in caplog.text

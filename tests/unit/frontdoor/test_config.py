@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from frontdoor_env import ROOT, write_secret
-from multijhub_frontdoor.config import (
+
+from multijhub.frontdoor.config import (
     ConfigError,
     StoreConfig,
     load_config,
@@ -12,7 +15,7 @@ from multijhub_frontdoor.config import (
     parse_size,
     read_secret_file,
 )
-from multijhub_frontdoor.store import open_store
+from multijhub.frontdoor.store import open_store
 
 FULL = """
 deadline = 1.5
@@ -233,7 +236,7 @@ def test_proof_settings():
 
 
 def test_shipped_example_parses():
-    example = ROOT / "roles/redirector/files/multijhub_frontdoor/frontdoor.example.toml"
+    example = ROOT / "src/multijhub/frontdoor/frontdoor.example.toml"
     cfg = load_config(str(example))
     assert [n.name for n in cfg.nodes] == ["hub1", "hub2"]
     assert cfg.limits.mem_per_server == 2 * 1024**3
@@ -260,3 +263,52 @@ def test_learned_size_settings():
     assert (lim.memory_history, lim.forget_after_days) == (5, 30.0)
     default = parse_config(minimal()).limits
     assert (default.learned_quantile, default.learned_cap, default.forget_after_days) == (0.9, 0, 90.0)
+
+
+def _full(old: str, new: str) -> bytes:
+    assert old in FULL
+    return FULL.replace(old, new).encode()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'store = "\xff\xfe"\n', "not UTF-8 text"),
+        (b"x = " + b"[" * 100_000, "invalid TOML"),
+        (
+            FULL.replace("session_hours = 12", "session_hours = nan").encode(),
+            "session_hours: expected a finite",
+        ),
+        (
+            FULL.replace("session_hours = 12", "session_hours = 1e308").encode(),
+            "session_hours: must be positive",
+        ),
+        (
+            FULL.replace("pending_seconds = 90", "pending_seconds = inf").encode(),
+            "pending_seconds: expected a finite",
+        ),
+        (FULL.replace("session_hours = 12", "session_hours = " + "9" * 400).encode(), "out of range"),
+        (_full('name = "hub1"', 'name = "hub1\\n"'), "name"),
+        (_full('pam_service = "jupyterhub"', 'pam_service = "login\\n"'), "pam_service"),
+        (_full('control_persist = "15m"', 'control_persist = "15m\\n"'), "control_persist"),
+    ],
+)
+def test_hostile_files_are_a_clear_error(tmp_path, content, message):
+    """Found by a breaker: each of these was a traceback, or accepted and crashed the app later."""
+    path = tmp_path / "f.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message):
+        load_config(str(path))
+
+
+def test_what_is_not_a_regular_file_is_refused_without_reading(tmp_path):
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)  # opening it for reading used to wait for a writer: a hung validate:
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_config(str(fifo))
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_config("/dev/zero")
+    big = tmp_path / "big.toml"
+    big.write_bytes(b"#" * (2 * 1024 * 1024))
+    with pytest.raises(ConfigError, match="larger than"):
+        load_config(str(big))

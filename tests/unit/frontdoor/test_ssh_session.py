@@ -18,11 +18,10 @@ from typing import Any
 
 import pytest
 from fake_ssh import FakeSsh, settings
-from multijhub_frontdoor import probe as probe_mod
-from multijhub_frontdoor.config import SshConfig
-from multijhub_frontdoor.probe import ProbeError, SshProbe
 
-CORE_PARENT = Path(__file__).resolve().parents[3] / "plugins"
+from multijhub.frontdoor import probe as probe_mod
+from multijhub.frontdoor.config import SshConfig
+from multijhub.frontdoor.probe import ProbeError, SshProbe
 
 
 @pytest.fixture
@@ -133,6 +132,27 @@ def test_a_kept_session_that_died_while_idle_costs_no_request(fake, warm):
     assert probe.report("hub1", "juser2", 2.0)["session"] == int(sessions[1])  # the new one is kept
 
 
+def test_a_session_out_of_step_is_closed_never_answering_for_another_request(fake, warm):
+    """A hub side that answered twice: the next request would read the previous one's answer."""
+    probe = warm(twice_on=["alice"])
+    fake.wait_for("ask", "hub1")
+    assert probe.report("hub1", "alice", 2.0)["user"] == "alice"
+    with pytest.raises(ProbeError, match="out of step"):
+        probe.report("hub1", "bob", 2.0)  # read alice's second answer: the session is dropped
+    for user in ("bob", "carol", "bob"):
+        assert probe.report("hub1", user, 2.0)["user"] == user  # a new session, in step
+    assert len(fake.events("session", "hub1")) == 2
+
+
+def test_a_session_whose_ssh_writes_to_stderr_does_not_stall(fake, warm):
+    """ssh's stderr is read as it comes: a full pipe (64 KiB) once stalled every later request."""
+    probe = warm(channels=1, stderr_per_request=4000)
+    fake.wait_for("ask", "hub1")
+    for i in range(40):  # 160 kB of stderr through one session
+        assert probe.report("hub1", f"u{i}", 2.0)["user"] == f"u{i}"
+    assert len(fake.events("session", "hub1")) == 1
+
+
 def test_the_shared_connection_has_a_short_keepalive():
     """ssh ends a connection to a hub that stopped answering within seconds, not minutes."""
     argv = SshProbe(SshConfig("p", "/k", "/kh", "/run/x")).master_argv("hub1")
@@ -157,18 +177,14 @@ REAL_SERVE = textwrap.dedent(
     # SSH_ORIGINAL_COMMAND, as sshd does for the front door's key.
     import os, sys
     os.environ["SSH_ORIGINAL_COMMAND"] = sys.argv[-1]
-    os.environ["PYTHONPATH"] = {core!r}
-    os.execv(sys.executable, [sys.executable, "-m", "multijhub_core.probe", "--node", "hub1"])
+    os.execv(sys.executable, [sys.executable, "-m", "multijhub.core.probe", "--node", "hub1"])
     """
 )
 
 
 def test_the_core_probe_serves_a_session(tmp_path: Path):
-    core = tmp_path / "core"
-    core.mkdir()
-    (core / "multijhub_core").symlink_to(CORE_PARENT / "module_utils")
     ssh = tmp_path / "ssh"
-    ssh.write_text(REAL_SERVE.format(python=sys.executable, core=str(core)))
+    ssh.write_text(REAL_SERVE.format(python=sys.executable))
     ssh.chmod(0o755)
     probe = SshProbe(SshConfig("p", "/k", "/kh", str(tmp_path), control_persist="no", binary=str(ssh)))
     me = __import__("pwd").getpwuid(os.getuid()).pw_name
