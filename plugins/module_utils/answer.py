@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .acl import GRANT_REPAIR
+
 __all__ = ["answer_text", "details_lines", "server_url", "uptime_text"]
 
 GiB = 1024**3
@@ -82,12 +84,14 @@ def details_lines(decision: Mapping[str, Any], prune_command: str) -> list[str]:
                     " counted as running"
                 )
     for node, problem in sorted((decision.get("problems") or {}).items()):
-        if problem.get("runtime_error"):
+        if problem.get("grant_error"):
             lines.append(
-                f"{node}: {problem['runtime_error']}; its processes were checked instead. The service"
-                " group's listing grant may be broken (e.g. by chmod 700 on the home): site.yml restores it"
-                " (ansible-playbook site.yml --limit home)"
+                f"{node}: broken listing grant: {problem['grant_error']}, so the front door's probe cannot"
+                f" see the runtime files (it still finds the server by its processes and the hub API);"
+                f" repair: {GRANT_REPAIR}"
             )
+        elif problem.get("runtime_error"):
+            lines.append(f"{node}: {problem['runtime_error']}; its processes and hub API were asked instead")
         if problem.get("hub_error"):
             lines.append(
                 f"{node}: its hub API gave no answer ({problem['hub_error']});"
@@ -98,6 +102,13 @@ def details_lines(decision: Mapping[str, Any], prune_command: str) -> list[str]:
         lines.append(
             f"{decision['user']} has no account on {', '.join(missing)}: no server can start there"
             " (the same users must exist on every hub; site.yml's preflight checks it)"
+        )
+    if decision["state"] == "unknown":
+        silent = ", ".join(sorted(decision["unanswered"]))
+        lines.append(
+            f"the front door waits for {silent} only for the users who may have a server there (their"
+            " recent nodes); a hub down for good: ansible-playbook drain.yml -e node=HUB -e down=true"
+            " (its servers are then taken as lost and their users get new ones elsewhere)"
         )
     if decision["stale"]:
         lines.append(f"stale runtime files (no hub runs them): {', '.join(decision['stale'])}")

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from .usernames import validate_username
 
-__all__ = ["STATES", "Decision", "NodeAnswer", "combine", "decide", "hub_says_running", "report_says_running"]
+__all__ = [
+    "SILENT_DOWN",
+    "SILENT_NOT_RECENT",
+    "STATES",
+    "Decision",
+    "NodeAnswer",
+    "NodeHistory",
+    "combine",
+    "decide",
+    "hub_says_running",
+    "report_says_running",
+    "settle_silent",
+    "silent_node_may_hold",
+]
 
 STATES = ("running", "several", "not_running", "no_such_user", "unknown")
 
@@ -37,8 +50,12 @@ class Decision:
     # Nodes that answered that the user has no account there (no server can run there).
     no_account: list[str] = field(default_factory=list)
     # Per node, what one of its sources could not say although the node answered
-    # (``runtime_error``: the runtime directory could not be listed; ``hub_error``: the hub API).
+    # (``runtime_error``: the runtime directory could not be listed; ``hub_error``: the hub API;
+    # ``grant_error``: the service group, i.e. the front door's probe, cannot list it).
     problems: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Silent nodes taken as holding no server of the user (``settle_silent``), with the reason:
+    # SILENT_NOT_RECENT or SILENT_DOWN. Empty unless a history was given.
+    released: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -152,7 +169,9 @@ def decide(user: str, answers: list[NodeAnswer]) -> Decision:
         if answer.report is not None and answer.report.get("user_exists") is False:
             no_account.append(answer.node)
         report = answer.report or {}
-        found = {key: str(report[key]) for key in ("runtime_error", "hub_error") if report.get(key)}
+        found = {
+            key: str(report[key]) for key in ("runtime_error", "hub_error", "grant_error") if report.get(key)
+        }
         if found:
             problems[answer.node] = found
         running, seen, claimed = _running_on(answer)
@@ -179,3 +198,58 @@ def decide(user: str, answers: list[NodeAnswer]) -> Decision:
     return Decision(
         user, state, nodes, {n: servers[n] for n in nodes}, stale, unanswered, sorted(no_account), problems
     )
+
+
+# Why a silent node was taken as holding no server of the user (Decision.released).
+SILENT_NOT_RECENT = "not_recent"  # the node is not among the user's recent nodes
+SILENT_DOWN = "down"  # an operator marked the node down: its servers are lost or unreachable
+
+
+@dataclass(frozen=True)
+class NodeHistory:
+    """What the front door's assignment store knows of where a user's servers may be.
+
+    ``watched``: nodes whose every server the store has listed at least once (a node's answer
+    lists the units of all its servers); of a node outside it the store cannot tell who may run
+    there. ``recent``: the nodes where the user may have a server as far as the store knows
+    (placed or found there, or listed in the node's last recorded answer, within the retention).
+    ``down``: nodes an operator marked down; their servers are taken as lost or unreachable.
+    """
+
+    watched: frozenset[str] = frozenset()
+    recent: frozenset[str] = frozenset()
+    down: frozenset[str] = frozenset()
+
+
+def silent_node_may_hold(node: str, history: NodeHistory | None) -> str | None:
+    """None when the silent ``node`` may hold the user's server, else why it cannot.
+
+    Unknown is not absent: with no history, or a node the store never listed, or a node among
+    the user's recent nodes, the node may hold the server (None), unless an operator marked it
+    down (``SILENT_DOWN``: its servers are lost or unreachable). A watched node outside the
+    user's recent nodes cannot hold a server the store would not have seen
+    (``SILENT_NOT_RECENT``, also when it is down: the user had nothing there to lose).
+    """
+    if history is None:
+        return None
+    if node in history.watched and node not in history.recent:
+        return SILENT_NOT_RECENT
+    if node in history.down:
+        return SILENT_DOWN
+    return None
+
+
+def settle_silent(decision: Decision, history: NodeHistory | None) -> Decision:
+    """An "unknown" decision made "not_running" when no silent node may hold the user's server.
+
+    Every other decision, and an unknown one with a silent node that may hold the server
+    (``silent_node_may_hold``), is returned unchanged. The result names the silent nodes in
+    ``released`` (node -> reason) and keeps them in ``unanswered``; no stale file is listed.
+    """
+    if decision.state != "unknown" or history is None:
+        return decision
+    reasons = {node: silent_node_may_hold(node, history) for node in sorted(decision.unanswered)}
+    released = {node: reason for node, reason in reasons.items() if reason is not None}
+    if len(released) != len(reasons):
+        return decision
+    return replace(decision, state="not_running", stale=[], released=released)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import grp
 import os
 import pwd
 import socket
@@ -56,6 +57,34 @@ def _list_files(runtime_dir: str, uid: int, gid: int) -> list[RuntimeFile]:
         return list_runtime_files_as(runtime_dir, uid, gid)
 
 
+def grant_error(runtime_dir: str, service_group: str) -> str | None:
+    """Why a member of ``service_group`` cannot list ``runtime_dir`` (the probe's grant), or None.
+
+    Tried, not computed: a child process with the uid of ``nobody`` and ``service_group`` as its
+    only group lists the directory (root only), so the answer is the kernel's (or the NFS
+    server's) over every ACL and mode on the way, e.g. a home made 0700 whose ACL mask then hides
+    the grant. None when it can, when the directory does not exist, when not run as root, or
+    when the group does not exist here.
+    """
+    if os.geteuid() != 0:
+        return None
+    try:
+        gid = grp.getgrnam(service_group).gr_gid
+    except KeyError:
+        return None
+    try:
+        uid = pwd.getpwnam("nobody").pw_uid
+    except KeyError:
+        uid = 65534
+    try:
+        list_runtime_files_as(runtime_dir, uid, gid)
+    except RuntimeDirError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM):
+            return None
+        return f"the service group {service_group} cannot list {runtime_dir}: permission denied"
+    return None
+
+
 def node_report(
     username: str,
     *,
@@ -65,6 +94,7 @@ def node_report(
     singleuser_servers: int | None = None,
     user_processes: bool = False,
     cgroup_root: str = "/sys/fs/cgroup",
+    service_group: str | None = None,
 ) -> dict[str, Any]:
     """This node's evidence on ``username``'s Jupyter servers, plus its memory and load.
 
@@ -79,6 +109,12 @@ def node_report(
       node, found by UID in /proc (``processes``: pid, start_time, redacted cmdline). A runtime
       directory that cannot be listed is reported in ``runtime_error`` instead of failing.
 
+    ``grant_error`` says that the service group's listing grant is broken: the listing was
+    refused to this (non-root) process, i.e. the front door's probe; or, with ``service_group``
+    (where.yml, run as root: its own listing succeeds where the probe's fails), a member of that
+    group was refused when tried (see grant_error). A flooded directory is a ``runtime_error``
+    only.
+
     ``units`` lists the memory of every ``jupyter-<user>-singleuser.service`` unit of the
     node as the kernel accounts it (``cgroupmem.scan_units``: user, current and peak bytes,
     OOM kills, session id, cgroup version) and ``memory`` is ``username``'s entry or None:
@@ -90,12 +126,14 @@ def node_report(
     pw = lookup_user(username)
     runtime_dir = runtime_dir_for(pw.pw_dir, runtime_template, user=pw.pw_name)
     runtime_error = None
+    denied = False
     try:
         files = _list_files(runtime_dir, pw.pw_uid, pw.pw_gid)
     except RuntimeDirError as exc:
         if exc.errno not in (errno.EACCES, errno.EPERM, errno.E2BIG):  # else: not a directory
             raise
         files, runtime_error = [], str(exc.strerror or exc)
+        denied = exc.errno in (errno.EACCES, errno.EPERM)
     evidence = [evidence_to_dict(check_file(f, pw.pw_uid, proc_root)) for f in files]
     mem_available, mem_total = meminfo(proc_root)
     units = [u.to_dict() for u in scan_units(cgroup_root)]
@@ -118,6 +156,13 @@ def node_report(
     }
     if runtime_error is not None:
         report["runtime_error"] = runtime_error
+        if denied and os.geteuid() != 0:
+            # The probe account (a member of the service group) was refused: its grant is broken.
+            report["grant_error"] = runtime_error
+    elif service_group:
+        broken = grant_error(runtime_dir, service_group)
+        if broken is not None:
+            report["grant_error"] = broken
     if user_processes or runtime_error is not None:
         report["processes"] = [
             {"pid": p.pid, "start_time": p.start_time, "cmdline": redact_cmdline(p.cmdline)}

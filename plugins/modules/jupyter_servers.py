@@ -57,6 +57,13 @@ options:
       - Set to an empty string to skip the hub.
     type: path
     default: /etc/multijhub/jupyterhub/api.json
+  service_group:
+    description:
+      - The group whose members (the front door's probe account) must be able to list the user's
+        runtime directory. When set, a process with only that group tries to list it (the module
+        runs as root, whose own listing succeeds where the probe's fails), and a failure is
+        reported in RV(grant_error), for example after C(chmod 700) on the home.
+    type: str
   all_users:
     description:
       - List every Jupyter server process on this node with its owner instead of one user's.
@@ -111,6 +118,12 @@ runtime_error:
     - Why the runtime directory could not be listed (for example a broken ACL grant); the
       report then rests on RV(processes).
   returned: when the runtime directory could not be listed
+  type: str
+grant_error:
+  description:
+    - Why a member of O(service_group) cannot list the runtime directory (the front door's probe
+      then cannot either); C(ansible-playbook site.yml --limit home) restores the grant.
+  returned: when O(service_group) is set and its members cannot list the runtime directory
   type: str
 hub_server:
   description:
@@ -336,6 +349,7 @@ def main() -> None:
             "prune": {"type": "list", "elements": "str"},
             "all_users": {"type": "bool", "default": False},
             "hub_api": {"type": "path", "default": "/etc/multijhub/jupyterhub/api.json"},
+            "service_group": {"type": "str"},
         },
         supports_check_mode=True,
     )
@@ -353,7 +367,10 @@ def main() -> None:
             _prune(module, user, module.params["prune"])
         try:
             report = node_report(
-                user, runtime_template=module.params["runtime_template"], user_processes=True
+                user,
+                runtime_template=module.params["runtime_template"],
+                user_processes=True,
+                service_group=module.params["service_group"],
             )
             _ask_hub(module, user, report)
         except UnknownUser:

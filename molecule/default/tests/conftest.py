@@ -214,8 +214,9 @@ class Landing:
             )
 
 
-def frontdoor_login(user: str, password: str | None = None):
-    """Log in at the front door (CSRF token from the form) and follow to the resolution answer."""
+def frontdoor_login(user: str, password: str | None = None, *, visit: bool = True):
+    """Log in at the front door (CSRF token from the form) and follow to the resolution answer
+    (with ``visit=False`` only log in: no resolution, no placement; the Landing is None)."""
     session = requests.Session()
     page = session.get(f"{FRONTDOOR}/login", timeout=10)
     page.raise_for_status()
@@ -229,6 +230,8 @@ def frontdoor_login(user: str, password: str | None = None):
         timeout=30,
     )
     assert reply.status_code == 303, (reply.status_code, reply.text[:500])
+    if not visit:
+        return session, None
     answer = session.get(f"{FRONTDOOR}/", allow_redirects=False, timeout=30)
     return session, Landing(answer)
 

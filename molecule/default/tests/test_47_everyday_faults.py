@@ -1,12 +1,17 @@
 """Issue 16 on the cluster: a typo at where.yml, answers that read as answers, homes that differ
-between hosts or are links, and named servers refused before anything changes."""
+between hosts or are links, named servers refused before anything changes, and one frozen node
+that holds up only the users whose server may be on it."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
+import subprocess
 
 import pytest
-from conftest import frontdoor_login, login_and_spawn, recap, stop_server
+import requests
+from conftest import FRONTDOOR, frontdoor_login, login_and_spawn, recap, stop_server
 
 ANSWERS = "multijhub.cluster.answers"
 
@@ -87,6 +92,19 @@ def test_chmod_700_on_a_home_does_not_lock_the_user_out_of_the_front_door(playbo
         assert denied.rc != 0 and "Permission denied" in denied.stderr
         _, landing = frontdoor_login("juser2")
         assert landing.status == 200 and landing.hub == "hub2", (landing.status, landing.response.text[:500])
+        # Reported: a metric per node, the admin page with the repair, and where.yml (run as root,
+        # whose own listing works) names the grant the probe lacks.
+        metrics = requests.get(f"{FRONTDOOR}/metrics", timeout=10).text
+        assert re.search(r'multijhub_frontdoor_broken_grants_total\{node="hub2"\} [1-9]', metrics), metrics[
+            -2000:
+        ]
+        admin, _ = frontdoor_login("jadmin", visit=False)  # no placement of jadmin
+        grants = admin.get(f"{FRONTDOOR}/admin", timeout=30).text.split('id="grants"', 1)[1]
+        assert "<td>juser2</td><td>hub2</td>" in grants and "ansible-playbook site.yml --limit home" in grants
+        where = playbook.run("where.yml", "-e", "user=juser2", callback=ANSWERS)
+        assert where.returncode == 0, where.stdout[-3000:]
+        assert "hub2: broken listing grant: the service group" in where.stdout, where.stdout[-3000:]
+        assert "repair: ansible-playbook site.yml --limit home" in where.stdout
         stop_server(hub2, "juser2")
         _, landing = frontdoor_login("juser2")  # no server: placed, not "cannot tell" (503)
         assert landing.status == 200 and landing.hub in ("hub1", "hub2"), landing.response.text[:500]
@@ -146,3 +164,85 @@ def test_named_servers_are_refused_before_anything_changes(playbook):
     assert result.returncode != 0
     assert "turns on c.JupyterHub.allow_named_servers, which multijhub does not support" in result.stdout
     assert all(stats["changed"] == 0 for stats in recap(result.stdout).values())
+
+
+STORE = "/var/lib/multijhub/frontdoor/assignments.sqlite3"
+
+
+def recent_nodes(frontdoor, user: str) -> set[str]:
+    """The front door store's recent nodes of ``user`` (read-only)."""
+    script = (
+        "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]);"
+        " print(' '.join(r[0] for r in c.execute('SELECT node FROM user_nodes WHERE user = ?', (sys.argv[2],))))"
+    )
+    return set(frontdoor.run_test(f"python3 -c {json.dumps(script)} {STORE} {user}").stdout.split())
+
+
+@pytest.fixture
+def hub2_frozen(playbook):
+    """hub2 frozen (podman pause: every process stopped, the address still there); then thawed and
+    taken back (drain.yml -e undrain=true also clears a down mark)."""
+    subprocess.run(["podman", "pause", "hub2"], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["podman", "unpause", "hub2"], check=False)
+        undrained = playbook.run("drain.yml", "-e", "node=hub2", "-e", "undrain=true")
+        assert undrained.returncode == 0, undrained.stdout[-3000:]
+
+
+@pytest.fixture
+def juser2_on_hub2(hub1, hub2, frontdoor):
+    """juser2's server runs on hub2, started at the hub itself; the front door has seen hub2 list it."""
+    for hub in (hub1, hub2):
+        stop_server(hub, "juser2")
+        stop_server(hub, "jadmin")
+    login_and_spawn(hub2, "juser2")
+    try:
+        _, found = frontdoor_login("juser2")
+        assert found.hub == "hub2"
+        yield
+    finally:
+        subprocess.run(["podman", "unpause", "hub2"], check=False)  # in case the test stopped frozen
+        stop_server(hub2, "juser2")
+        stop_server(hub1, "juser2")
+
+
+def test_one_frozen_node_holds_up_only_the_users_who_may_have_a_server_there(
+    playbook, frontdoor, juser2_on_hub2, hub2_frozen
+):
+    """Case 9: with hub2 frozen, jadmin (no server there) is placed on hub1 and the page says hub2
+    was silent; juser2, whose server runs on hub2, is told "cannot tell" with a retry; after
+    drain.yml -e down=true juser2 is placed on hub1 too, told that the server on hub2 is lost or
+    cannot be reached. drain.yml says hub2 did not answer, with no made-up error, exit 0."""
+    assert "hub2" in recent_nodes(frontdoor, "juser2")
+    assert "hub2" not in recent_nodes(frontdoor, "jadmin"), "precondition: jadmin was placed on hub2 just now"
+
+    _, landing = frontdoor_login("jadmin")
+    assert landing.status == 200 and landing.hub == "hub1", (landing.status, landing.response.text[:800])
+    assert "hub2 did not answer; you had no server there" in landing.response.text
+
+    _, landing = frontdoor_login("juser2")
+    assert landing.status == 503, (landing.status, landing.response.text[:800])
+    assert "Cannot tell where your server is" in landing.response.text and "hub2" in landing.response.text
+    assert "Try again" in landing.response.text and landing.response.headers.get("Retry-After")
+
+    checked = playbook.run("drain.yml", "-e", "node=hub2", "-e", "down=true", "--check")
+    assert checked.returncode == 0, checked.stdout[-3000:]
+    assert recap(checked.stdout)["frontdoor1"]["changed"] == 1
+    _, landing = frontdoor_login("juser2")
+    assert landing.status == 503  # check mode changed nothing
+
+    down = playbook.run("drain.yml", "-e", "node=hub2", "-e", "down=true")
+    assert down.returncode == 0, down.stdout[-3000:]
+    assert 'down ["hub2"]' in down.stdout
+    assert "hub2: UNKNOWN - did not answer" in down.stdout
+    assert "/dev/null" not in down.stdout and "fatal: [localhost]" not in down.stdout
+    again = playbook.run("drain.yml", "-e", "node=hub2", "-e", "down=true")
+    assert recap(again.stdout)["frontdoor1"]["changed"] == 0, again.stdout[-2000:]
+
+    _, landing = frontdoor_login("juser2")
+    assert landing.status == 200 and landing.hub == "hub1", (landing.status, landing.response.text[:800])
+    page = html.unescape(landing.response.text)
+    assert "hub2 is marked down by the operators: a server you had there is lost or cannot be reached" in page
+    assert "A new server is started for you on hub1." in page

@@ -9,6 +9,8 @@ from datetime import datetime, timezone
 from flask import Blueprint, abort, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 
+from multijhub.core.acl import GRANT_REPAIR
+
 from .forms import DrainForm, LogoutForm
 from .status import cluster_status, learned_table, node_memory
 from .views import FrontDoor, _fd, _session_user, observe_memory
@@ -63,6 +65,9 @@ def make_admin_blueprint() -> Blueprint:
             memory=node_memory(fd.store, resolution, fd.config.limits),
             largest=learned_table(fd.store, fd.config.limits),
             oom_kills=fd.store.oom_kills(),
+            grant_problems=fd.store.grant_problems(),
+            grant_repair=GRANT_REPAIR,
+            down=fd.store.down_nodes(),
             limits=fd.config.limits,
         )
 

@@ -86,6 +86,8 @@ class LimitsConfig:
     learned_cap: int = 0  # bytes; 0 = no cap (else the servers' memory limit)
     memory_history: int = 10  # session peaks kept per user
     forget_after_days: float = 90.0  # a user not seen for this long is forgotten
+    # A silent node keeps its users (their recent nodes, issue 16) this many days.
+    node_history_days: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -297,6 +299,7 @@ def _parse_limits(raw: object) -> LimitsConfig:
             "learned_cap",
             "memory_history",
             "forget_after_days",
+            "node_history_days",
         },
         where,
     )
@@ -319,6 +322,9 @@ def _parse_limits(raw: object) -> LimitsConfig:
     forget = _num(raw, "forget_after_days", where, 90.0)
     if forget <= 0:
         raise ConfigError(f"{where}forget_after_days: must be positive")
+    node_history = _num(raw, "node_history_days", where, 30.0)
+    if node_history <= 0:
+        raise ConfigError(f"{where}node_history_days: must be positive")
     return LimitsConfig(
         mem_per_server=mem,
         pending_seconds=pending,
@@ -328,6 +334,7 @@ def _parse_limits(raw: object) -> LimitsConfig:
         learned_cap=cap,
         memory_history=history,
         forget_after_days=forget,
+        node_history_days=node_history,
     )
 
 

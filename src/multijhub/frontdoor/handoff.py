@@ -41,8 +41,13 @@ def send_to_hub(
     nodes: Sequence[NodeConfig],
     keys: Sequence[bytes],
     max_age: float,
+    notice: str = "",
 ) -> ResponseReturnValue:
-    """Redirect (no keys) or the auto-submitted proof page for ``user`` on ``node``."""
+    """Redirect (no keys) or the auto-submitted proof page for ``user`` on ``node``.
+
+    ``notice`` (e.g. that a silent node was passed over) is shown on the proof page; a plain
+    redirect has no page to show it on (the front door's log has it).
+    """
     url = spawn_url(node, next_path)
     action = proof_action(node)
     if not on_cluster(url, nodes) or not on_cluster(action, nodes):  # defence in depth
@@ -50,4 +55,6 @@ def send_to_hub(
     if not keys:
         return redirect(url, code=302)
     proof = create_proof(keys, sub=user, aud=node.name, next_path=hub_path(url), max_age=max_age)
-    return render_template("handoff.html", node=node, action=action, proof=proof, max_age=int(max_age))
+    return render_template(
+        "handoff.html", node=node, action=action, proof=proof, max_age=int(max_age), notice=notice
+    )

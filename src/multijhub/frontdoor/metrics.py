@@ -101,12 +101,27 @@ class Metrics:
             ["node"],
             registry=reg,
         )
+        self.silent_released = Counter(
+            f"{PREFIX}_silent_node_releases",
+            "Users placed on a healthy node although a node was silent, per silent node and reason"
+            " (not_recent: not among the user's recent nodes; down: marked down by an operator).",
+            ["node", "reason"],
+            registry=reg,
+        )
+        self.broken_grants = Counter(
+            f"{PREFIX}_broken_grants",
+            "Resolutions in which a node could not list the user's runtime directory: the service"
+            " group's ACL grant is broken (e.g. by chmod 700 on the home), per node.",
+            ["node"],
+            registry=reg,
+        )
         for kind in FAILURE_KINDS:  # every kind shows, at 0, from the start
             self.failures.labels(kind=kind)
         for node in nodes:
             self.placements.labels(node=node)
             self.sent.labels(node=node)
             self.oom_kills.labels(node=node)
+            self.broken_grants.labels(node=node)
 
     def failure(self, kind: str) -> None:
         """Count a failure of a known kind."""

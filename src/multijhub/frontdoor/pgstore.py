@@ -63,6 +63,26 @@ CREATE TABLE IF NOT EXISTS multijhub_oom_kills (
     kills BIGINT NOT NULL,
     at DOUBLE PRECISION NOT NULL
 );
+CREATE TABLE IF NOT EXISTS multijhub_user_nodes (
+    username TEXT NOT NULL,
+    node TEXT NOT NULL,
+    seen_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (username, node)
+);
+CREATE INDEX IF NOT EXISTS multijhub_user_nodes_node ON multijhub_user_nodes (node);
+CREATE TABLE IF NOT EXISTS multijhub_node_marks (
+    node TEXT PRIMARY KEY,
+    listed_at DOUBLE PRECISION,
+    down_since DOUBLE PRECISION,
+    down_by TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS multijhub_grant_problems (
+    username TEXT NOT NULL,
+    node TEXT NOT NULL,
+    error TEXT NOT NULL,
+    seen_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (username, node)
+);
 """
 
 

@@ -21,8 +21,9 @@ from .store import AssignmentStore, OomKill, Placement, PlacementContext
 
 def drained_nodes(config_drained: Collection[str], store: AssignmentStore) -> frozenset[str]:
     """The nodes no new server goes to: drained in the inventory (configuration) or on the admin
-    page / by drain.yml (the store). The one place this set is assembled."""
-    return frozenset(config_drained) | frozenset(store.drained_nodes())
+    page / by drain.yml (the store), or marked down (drain.yml -e down=true). The one place this
+    set is assembled."""
+    return frozenset(config_drained) | frozenset(store.drained_nodes()) | frozenset(store.down_nodes())
 
 
 def size_rule(limits: LimitsConfig) -> SizeRule:
@@ -69,6 +70,27 @@ def observe(
     return store.record_memory(
         units, now=now, history=limits.memory_history, forget=limits.forget_after_days * 86400.0
     )
+
+
+def observe_listings(
+    store: AssignmentStore,
+    listings: Mapping[str, Collection[str]],
+    *,
+    limits: LimitsConfig,
+    now: float | None = None,
+) -> None:
+    """Record who has a server on each node that listed all its servers (the recent nodes).
+
+    A placement younger than ``limits.pending_seconds`` is kept although its server does not
+    show yet; a silent node's entries are kept for ``limits.node_history_days``.
+    """
+    if listings:
+        store.record_listing(
+            listings,
+            grace=limits.pending_seconds,
+            retention=limits.node_history_days * 86400.0,
+            now=now,
+        )
 
 
 def effective_loads(

@@ -6,9 +6,10 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from multijhub.core.acl import GRANT_REPAIR
 from multijhub.core.cgroupmem import UnitMemory
 from multijhub.core.decision import Decision, NodeAnswer, combine, decide
 from multijhub.core.placement import NodeLoad
@@ -28,6 +29,9 @@ class Resolution:
     loads: tuple[NodeLoad, ...]  # healthy = both the hub API and the probe answered
     answers: tuple[NodeAnswer, ...]
     elapsed: float
+    # Per healthy node whose answer listed every server's unit: the users with a server there
+    # (the store's recent nodes; a node whose list was incomplete or absent is left out).
+    listings: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 def _outcome(fut: Future[Any] | None, what: str, deadline: float) -> tuple[bool, Any, str]:
@@ -116,6 +120,7 @@ class Resolver:
         wait(pending, timeout=max(0.0, end - time.monotonic()))
         answers: list[NodeAnswer] = []
         loads: list[NodeLoad] = []
+        listings: dict[str, frozenset[str]] = {}
         for node in self.nodes:
             hub_fut, probe_fut = futures[node.name]
             hub = _outcome(hub_fut, "hub API", self.deadline)
@@ -123,32 +128,39 @@ class Resolver:
             answer, both = combine(node.name, hub, probe)
             answers.append(answer)
             report = answer.report or {}
+            units = parse_units(report)
+            raw = report.get("units")
+            if both and isinstance(raw, list) and len(units) == len(raw):
+                listings[node.name] = frozenset(unit.user for unit in units)
             loads.append(
                 NodeLoad(
                     name=node.name,
                     mem_available=int(report.get("mem_available", 0)),
                     mem_total=int(report.get("mem_total", 0)),
                     healthy=both,
-                    units=parse_units(report),
+                    units=units,
                 )
             )
         decision = decide(username, answers)
         for node, problem in sorted(decision.problems.items()):
-            if problem.get("runtime_error"):
+            if problem.get("grant_error"):
                 # The node still answered (its /proc and hub API), but the service group's listing
                 # grant on this user's runtime directory is broken (e.g. chmod 700 on the home).
                 log.warning(
-                    "%s on %s: %s; the service group's grant is broken: "
-                    "ansible-playbook site.yml --limit home restores it",
+                    "%s on %s: %s; the service group's grant is broken: %s restores it",
                     username,
                     node,
-                    problem["runtime_error"],
+                    problem["grant_error"],
+                    GRANT_REPAIR,
                 )
+            elif problem.get("runtime_error"):
+                log.warning("%s on %s: %s", username, node, problem["runtime_error"])
         return Resolution(
             decision=decision,
             loads=tuple(loads),
             answers=tuple(answers),
             elapsed=time.monotonic() - start,
+            listings=listings,
         )
 
     def close(self) -> None:

@@ -10,18 +10,21 @@ parameter style, the table name prefix and the name of the user column. The SQL 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 from multijhub.core.cgroupmem import UnitMemory
+from multijhub.core.decision import NodeHistory
 
 HISTORY_SECONDS = 7 * 24 * 3600
 MEMORY_HISTORY = 10  # session peaks kept per user
 FORGET_SECONDS = 90 * 24 * 3600  # a user not seen for this long is forgotten
 REFRESH_SECONDS = 600.0  # an unchanged session's seen_at is written at most this often
 _MEMORY_LOCK = "*memory*"  # not a valid user name: the lock of record_memory
+_NODES_LOCK = "*nodes*"  # not a valid user name: the lock of record_listing
+NODE_HISTORY_DAYS = 30.0  # a silent node keeps its users' entries this long (issue 16, case 9)
 
 FAILURE_HISTORY_SECONDS = 24 * 3600  # failed logins are kept this long (throttle.MAX_WINDOW)
 
@@ -45,6 +48,16 @@ class OomKill:
     node: str
     kills: int
     at: float  # seconds since the epoch
+
+
+@dataclass(frozen=True)
+class GrantProblem:
+    """A node that could not list a user's runtime directory (the service group's grant is broken)."""
+
+    user: str
+    node: str
+    error: str
+    seen_at: float  # seconds since the epoch: last seen
 
 
 @dataclass(frozen=True)
@@ -139,6 +152,7 @@ class SqlStore:
         with self._tx() as conn:
             self._lock_user(conn, user)
             row = conn.execute(q("SELECT node FROM {t}assignments WHERE {user} = {p}"), (user,)).fetchone()
+            self._remember(conn, user, node, now)
             if row is None:
                 conn.execute(
                     q("INSERT INTO {t}assignments ({user}, node, seen_at) VALUES ({p}, {p}, {p})"),
@@ -202,6 +216,7 @@ class SqlStore:
                 (user, node, now),
             )
             conn.execute(q("DELETE FROM {t}placements WHERE placed_at < {p}"), (now - HISTORY_SECONDS,))
+            self._remember(conn, user, node, now)
             return Placement(user, node, now, reused=False)
 
     def placements(self, user: str | None = None) -> list[tuple[str, str, float]]:
@@ -233,6 +248,172 @@ class SqlStore:
                 )
             else:
                 conn.execute(q("DELETE FROM {t}drained WHERE node = {p}"), (node,))
+
+    # Recent nodes (issue 16, case 9): where each user may have a server, so that a silent node
+    # holds up only the users it may hold (multijhub.core.decision.settle_silent).
+
+    def _remember(self, conn: Any, user: str, node: str, now: float) -> None:  # noqa: ANN401
+        """Record that ``user`` may have a server on ``node`` from ``now`` on."""
+        conn.execute(
+            self.dialect(
+                "INSERT INTO {t}user_nodes ({user}, node, seen_at) VALUES ({p}, {p}, {p})"
+                " ON CONFLICT ({user}, node) DO UPDATE SET seen_at = excluded.seen_at"
+            ),
+            (user, node, now),
+        )
+
+    def record_listing(
+        self,
+        listed: Mapping[str, Collection[str]],
+        *,
+        grace: float,
+        retention: float = NODE_HISTORY_DAYS * 86400.0,
+        now: float | None = None,
+    ) -> None:
+        """Record who has a server on each node that answered with the list of all its servers.
+
+        ``listed`` maps such a node to the users of its servers' units. A listed user's entry
+        for the node is added, or refreshed when older than REFRESH_SECONDS; the entry of a user
+        not listed is dropped once older than ``grace`` seconds (a placement that recent may not
+        show yet); the node becomes *watched* (its servers were listed once). Entries not
+        refreshed for ``retention`` seconds (a node silent that long) are dropped. Nothing is
+        written when nothing changes (the usual login).
+        """
+        now = time.time() if now is None else now
+        q = self.dialect
+        plan: dict[str, tuple[set[str], set[str], bool]] = {}
+        with self._read() as conn:
+            marks = dict(conn.execute(q("SELECT node, listed_at FROM {t}node_marks")).fetchall())
+            for node, users in listed.items():
+                rows = conn.execute(
+                    q("SELECT {user}, seen_at FROM {t}user_nodes WHERE node = {p}"), (node,)
+                ).fetchall()
+                seen = {name: float(at) for name, at in rows}
+                write = {u for u in users if seen.get(u, float("-inf")) < now - REFRESH_SECONDS}
+                drop = {u for u, at in seen.items() if u not in users and at < now - grace}
+                mark = marks.get(node) is None or float(marks[node]) < now - REFRESH_SECONDS
+                if write or drop or mark:
+                    plan[node] = (write, drop, mark)
+        if not plan:
+            return
+        with self._tx() as conn:
+            self._lock_user(conn, _NODES_LOCK)  # several front doors: one writer at a time
+            for node, (write, drop, mark) in sorted(plan.items()):
+                for name in sorted(write):
+                    self._remember(conn, name, node, now)
+                for name in sorted(drop):
+                    conn.execute(
+                        q("DELETE FROM {t}user_nodes WHERE {user} = {p} AND node = {p} AND seen_at < {p}"),
+                        (name, node, now - grace),
+                    )
+                if mark:
+                    conn.execute(
+                        q(
+                            "INSERT INTO {t}node_marks (node, listed_at) VALUES ({p}, {p})"
+                            " ON CONFLICT (node) DO UPDATE SET listed_at = excluded.listed_at"
+                        ),
+                        (node, now),
+                    )
+            conn.execute(q("DELETE FROM {t}user_nodes WHERE seen_at < {p}"), (now - retention,))
+
+    def node_history(
+        self, user: str, *, retention: float = NODE_HISTORY_DAYS * 86400.0, now: float | None = None
+    ) -> NodeHistory:
+        """What the store knows of where ``user``'s servers may be (see decision.NodeHistory)."""
+        now = time.time() if now is None else now
+        q = self.dialect
+        with self._read() as conn:
+            marks = conn.execute(q("SELECT node, listed_at, down_since FROM {t}node_marks")).fetchall()
+            recent = conn.execute(
+                q("SELECT node FROM {t}user_nodes WHERE {user} = {p} AND seen_at >= {p}"),
+                (user, now - retention),
+            ).fetchall()
+        return NodeHistory(
+            watched=frozenset(node for node, listed_at, _ in marks if listed_at is not None),
+            recent=frozenset(row[0] for row in recent),
+            down=frozenset(node for node, _, down in marks if down is not None),
+        )
+
+    def down_nodes(self) -> frozenset[str]:
+        """Nodes an operator marked down (their servers are taken as lost or unreachable)."""
+        sql = self.dialect("SELECT node FROM {t}node_marks WHERE down_since IS NOT NULL")
+        with self._read() as conn:
+            return frozenset(row[0] for row in conn.execute(sql))
+
+    def set_down(self, node: str, down: bool, *, by: str = "") -> None:
+        """Mark ``node`` down (kept until cleared: the node's answering again does not clear it)."""
+        q = self.dialect
+        with self._tx() as conn:
+            if down:
+                conn.execute(
+                    q(
+                        "INSERT INTO {t}node_marks (node, down_since, down_by) VALUES ({p}, {p}, {p})"
+                        " ON CONFLICT (node) DO UPDATE SET down_since = excluded.down_since,"
+                        " down_by = excluded.down_by WHERE {t}node_marks.down_since IS NULL"
+                    ),
+                    (node, time.time(), by),
+                )
+            else:
+                conn.execute(
+                    q("UPDATE {t}node_marks SET down_since = NULL, down_by = '' WHERE node = {p}"), (node,)
+                )
+
+    # Broken listing grants (issue 16, case 3): what the admin page lists with the repair.
+
+    def record_grant_problems(
+        self,
+        user: str,
+        problems: Mapping[str, str],
+        *,
+        answered: Collection[str],
+        now: float | None = None,
+    ) -> None:
+        """Record the nodes that reported ``user``'s grant broken (node -> error).
+
+        A node in ``answered`` without a problem clears its entry (repaired); a silent node's
+        entry stays. Entries not seen for FAILURE_HISTORY_SECONDS are forgotten. Nothing is
+        written when nothing changed (the usual login).
+        """
+        now = time.time() if now is None else now
+        q = self.dialect
+        with self._read() as conn:
+            rows = conn.execute(
+                q("SELECT node, error, seen_at FROM {t}grant_problems WHERE {user} = {p}"), (user,)
+            ).fetchall()
+        known = {node: (error, float(at)) for node, error, at in rows}
+        write = {
+            node: error
+            for node, error in problems.items()
+            if node not in known or known[node][0] != error or known[node][1] < now - REFRESH_SECONDS
+        }
+        clear = [node for node in known if node in answered and node not in problems]
+        if not write and not clear:
+            return
+        with self._tx() as conn:
+            for node, error in sorted(write.items()):
+                conn.execute(
+                    q(
+                        "INSERT INTO {t}grant_problems ({user}, node, error, seen_at)"
+                        " VALUES ({p}, {p}, {p}, {p}) ON CONFLICT ({user}, node)"
+                        " DO UPDATE SET error = excluded.error, seen_at = excluded.seen_at"
+                    ),
+                    (user, node, error[:500], now),
+                )
+            for node in sorted(clear):
+                conn.execute(
+                    q("DELETE FROM {t}grant_problems WHERE {user} = {p} AND node = {p}"), (user, node)
+                )
+            conn.execute(
+                q("DELETE FROM {t}grant_problems WHERE seen_at < {p}"), (now - FAILURE_HISTORY_SECONDS,)
+            )
+
+    def grant_problems(self, limit: int = 50) -> list[GrantProblem]:
+        """The broken grants recorded, newest first."""
+        sql = self.dialect(
+            "SELECT {user}, node, error, seen_at FROM {t}grant_problems ORDER BY seen_at DESC, node LIMIT {p}"
+        )
+        with self._read() as conn:
+            return [GrantProblem(r[0], r[1], r[2], float(r[3])) for r in conn.execute(sql, (limit,))]
 
     # Learned sizes (issue 19): each user's recent server sessions and their peaks.
 

@@ -10,6 +10,10 @@ The contract every store keeps (SQLite here, PostgreSQL in ``pgstore.py``):
   node are younger than the window (servers that may not show in memory yet).
 - drained nodes set at run time (admin page, issue 7) live in the store so
   every front door sees them.
+- each user's recent nodes (``record_listing``, ``node_history``: where the user
+  was placed, found, or listed by the node's last answer; issue 16) and the nodes an
+  operator marked down (``set_down``), so that a silent node holds up only the users
+  whose server may be there.
 - failed logins (``login_failures``, see ``throttle.py``) live there too, so every
   worker and front door counts the same attempts.
 
@@ -21,19 +25,22 @@ PostgreSQL takes ``pg_advisory_xact_lock`` on a hash of the user name.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Protocol
 
 from multijhub.core.cgroupmem import UnitMemory
+from multijhub.core.decision import NodeHistory
 
 from .config import ConfigError, StoreConfig
 from .sqlstore import (
     FORGET_SECONDS,
     HISTORY_SECONDS,
     MEMORY_HISTORY,
+    NODE_HISTORY_DAYS,
     Chooser,
     Dialect,
+    GrantProblem,
     OomKill,
     Placement,
     PlacementContext,
@@ -45,8 +52,10 @@ __all__ = [
     "FORGET_SECONDS",
     "HISTORY_SECONDS",
     "MEMORY_HISTORY",
+    "NODE_HISTORY_DAYS",
     "AssignmentStore",
     "Chooser",
+    "GrantProblem",
     "OomKill",
     "Placement",
     "PlacementContext",
@@ -94,6 +103,46 @@ class AssignmentStore(Protocol):
 
     def set_drained(self, node: str, drained: bool, *, by: str = "") -> None:
         """Drain or undrain ``node``."""
+        ...
+
+    def record_listing(
+        self,
+        listed: Mapping[str, Collection[str]],
+        *,
+        grace: float,
+        retention: float = NODE_HISTORY_DAYS * 86400.0,
+        now: float | None = None,
+    ) -> None:
+        """Record who has a server on each node that listed all its servers (users per node)."""
+        ...
+
+    def node_history(
+        self, user: str, *, retention: float = NODE_HISTORY_DAYS * 86400.0, now: float | None = None
+    ) -> NodeHistory:
+        """The nodes watched, the user's recent nodes (within ``retention`` seconds), the nodes down."""
+        ...
+
+    def down_nodes(self) -> frozenset[str]:
+        """Nodes an operator marked down."""
+        ...
+
+    def set_down(self, node: str, down: bool, *, by: str = "") -> None:
+        """Mark ``node`` down or clear the mark."""
+        ...
+
+    def record_grant_problems(
+        self,
+        user: str,
+        problems: Mapping[str, str],
+        *,
+        answered: Collection[str],
+        now: float | None = None,
+    ) -> None:
+        """Record the nodes that reported ``user``'s listing grant broken; clear repaired ones."""
+        ...
+
+    def grant_problems(self, limit: int = 50) -> list[GrantProblem]:
+        """The broken grants recorded, newest first."""
         ...
 
     def record_memory(
@@ -176,6 +225,26 @@ CREATE TABLE IF NOT EXISTS oom_kills (
     node TEXT NOT NULL,
     kills INTEGER NOT NULL,
     at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS user_nodes (
+    user TEXT NOT NULL,
+    node TEXT NOT NULL,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (user, node)
+);
+CREATE INDEX IF NOT EXISTS user_nodes_node ON user_nodes (node);
+CREATE TABLE IF NOT EXISTS node_marks (
+    node TEXT PRIMARY KEY,
+    listed_at REAL,
+    down_since REAL,
+    down_by TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS grant_problems (
+    user TEXT NOT NULL,
+    node TEXT NOT NULL,
+    error TEXT NOT NULL,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (user, node)
 );
 """
 

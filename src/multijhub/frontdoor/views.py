@@ -11,6 +11,7 @@ from flask import Blueprint, abort, current_app, redirect, render_template, requ
 from flask.typing import ResponseReturnValue
 from flask_limiter import Limiter
 
+from multijhub.core.decision import SILENT_DOWN, Decision, settle_silent
 from multijhub.core.usernames import InvalidUsername, normalize_username, validate_username
 from multijhub.hub import account
 
@@ -19,7 +20,7 @@ from .config import Config, NodeConfig
 from .forms import GoForm, LoginForm, LogoutForm
 from .handoff import send_to_hub
 from .metrics import Metrics
-from .placing import drained_nodes, observe, place_user
+from .placing import drained_nodes, observe, observe_listings, place_user
 from .redirects import login_url, validate_next
 from .resolver import Resolution, Resolver
 from .store import AssignmentStore
@@ -65,7 +66,7 @@ def _next_from(value: object) -> str:
     return validate_next(value, _fd().config.nodes)
 
 
-def _to_hub(node: NodeConfig, user: str, next_path: str) -> ResponseReturnValue:
+def _to_hub(node: NodeConfig, user: str, next_path: str, notice: str = "") -> ResponseReturnValue:
     fd = _fd()
     resp = send_to_hub(
         node,
@@ -74,6 +75,7 @@ def _to_hub(node: NodeConfig, user: str, next_path: str) -> ResponseReturnValue:
         nodes=fd.config.nodes,
         keys=fd.proof_keys,
         max_age=fd.config.proof_max_age,
+        notice=notice,
     )
     fd.metrics.sent.labels(node=node.name).inc()
     return resp
@@ -241,7 +243,18 @@ def _index_url(next_path: str) -> str:
 
 
 def observe_memory(fd: FrontDoor, resolution: Resolution) -> None:
-    """Record the servers' memory the nodes reported (learned sizes); count and log new OOM kills."""
+    """Record the servers' memory the nodes reported (learned sizes); count and log new OOM kills.
+
+    Also records who has a server on each node that listed all of them (the users' recent nodes)
+    and counts the broken listing grants the nodes reported.
+    """
+    observe_listings(fd.store, resolution.listings, limits=fd.config.limits)
+    decision = resolution.decision
+    broken = {node: p["grant_error"] for node, p in decision.problems.items() if p.get("grant_error")}
+    for node in broken:
+        fd.metrics.broken_grants.labels(node=node).inc()
+    answered = [answer.node for answer in resolution.answers if answer.node not in decision.unanswered]
+    fd.store.record_grant_problems(decision.user, broken, answered=answered)
     for kill in observe(fd.store, resolution.loads, limits=fd.config.limits):
         fd.metrics.oom_kills.labels(node=kill.node).inc(kill.kills)
         log.warning("OOM kill: %d process(es) of %s's server on %s", kill.kills, kill.user, kill.node)
@@ -277,6 +290,10 @@ def _resolve_and_send(user: str, next_path: str) -> ResponseReturnValue:
         fd.metrics.failure("several")
         choices = [(nodes[name], GoForm(node=name, next=next_path)) for name in decision.nodes]
         return render_template("several.html", user=user, choices=choices, form=LogoutForm())
+    notice = ""
+    if decision.state == "unknown":
+        decision = settle_silent(decision, fd.store.node_history(user, retention=_history_seconds()))
+        notice = _released(user, decision)
     if decision.state == "unknown":
         fd.metrics.failure("unknown")
         retry = _index_url(next_path)
@@ -298,4 +315,38 @@ def _resolve_and_send(user: str, next_path: str) -> ResponseReturnValue:
     log.info("placed %s on %s%s", user, placement.node, " (kept)" if placement.reused else "")
     if not placement.reused:
         fd.metrics.placements.labels(node=placement.node).inc()
-    return _to_hub(nodes[placement.node], user, next_path)
+    if notice:
+        notice += f" A new server is started for you on {placement.node}."
+    return _to_hub(nodes[placement.node], user, next_path, notice)
+
+
+def _history_seconds() -> float:
+    return _fd().config.limits.node_history_days * 86400.0
+
+
+def _released(user: str, decision: Decision) -> str:
+    """Count and log the silent nodes a decision released; what the hand-off page tells the user."""
+    fd = _fd()
+    down = sorted(node for node, why in decision.released.items() if why == SILENT_DOWN)
+    quiet = sorted(node for node, why in decision.released.items() if why != SILENT_DOWN)
+    for node, why in sorted(decision.released.items()):
+        fd.metrics.silent_released.labels(node=node, reason=why).inc()
+        log.warning(
+            "%s: %s is silent (%s) and %s; placing on a healthy node",
+            user,
+            node,
+            decision.unanswered.get(node, "did not answer"),
+            "marked down by an operator" if why == SILENT_DOWN else f"not among {user}'s recent nodes",
+        )
+    parts = []
+    if down:
+        parts.append(
+            f"{' and '.join(down)} {'is' if len(down) == 1 else 'are'} marked down by the operators: a server"
+            " you had there is lost or cannot be reached. Your files are safe in your home directory;"
+            " unsaved work in that server's notebooks may be lost."
+        )
+    if quiet:
+        parts.append(
+            f"{' and '.join(quiet)} did not answer; you had no server there, so this does not hold you up."
+        )
+    return " ".join(parts)

@@ -156,3 +156,33 @@ def test_clock_skew_is_explained() -> None:
         "hub2: process 42 started 10 s after its runtime file was written: the clocks of hub2 and the host"
         " holding the homes differ (check NTP); counted as running"
     ]
+
+
+def test_unknown_says_what_the_front_door_does_with_a_silent_hub() -> None:
+    """Issue 16, case 9: where.yml has no store, so its answer stays UNKNOWN; it says the same rule."""
+    lines = details_lines(decision("unknown", unanswered={"hub2": "unreachable"}), "prune")
+    assert lines[-1].startswith(
+        "the front door waits for hub2 only for the users who may have a server there (their recent nodes)"
+    )
+    assert "drain.yml -e node=HUB -e down=true" in lines[-1]
+
+
+def test_a_broken_grant_found_by_where_yml_is_explained_with_its_repair() -> None:
+    d = decision(
+        "running", problems={"hub2": {"grant_error": "the service group g cannot list /r: permission denied"}}
+    )
+    line = next(line for line in details_lines(d, "prune") if line.startswith("hub2: broken listing grant"))
+    assert "the service group g cannot list /r: permission denied" in line
+    assert line.endswith("repair: ansible-playbook site.yml --limit home")
+
+
+def test_a_flooded_runtime_directory_is_not_called_a_broken_grant() -> None:
+    d = decision(
+        "running", problems={"hub1": {"runtime_error": "too many files in the runtime directory /r"}}
+    )
+    lines = details_lines(d, "prune")
+    assert (
+        "hub1: too many files in the runtime directory /r; its processes and hub API were asked instead"
+        in lines
+    )
+    assert not any("grant" in line for line in lines)

@@ -6,7 +6,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from multijhub.core.decision import NodeAnswer, combine, decide
+from multijhub.core.decision import (
+    SILENT_DOWN,
+    SILENT_NOT_RECENT,
+    NodeAnswer,
+    NodeHistory,
+    combine,
+    decide,
+    settle_silent,
+    silent_node_may_hold,
+)
 from multijhub.core.report import node_report
 from multijhub.core.usernames import InvalidUsername
 from multijhub_servers import Server, fake_proc
@@ -215,3 +224,85 @@ def test_combine_either_source_positive_is_enough() -> None:
     assert not answer.ok and answer.error == "hub API: timed out"
     answer, both = combine("hub1", (True, {"ready": True}, None), (False, None, "probe: timed out"))
     assert answer.ok and answer.hub_server == {"ready": True}
+
+
+# Issue 16, case 9: one silent node must not stop every new session.
+
+
+def _hub2_silent(user: str = "jadmin") -> Any:
+    return decide(
+        user,
+        [
+            NodeAnswer("hub1", True, report("hub1", user=user, other=("jpserver-10.json",))),
+            NodeAnswer("hub2", False, error="probe: no answer within 2 s"),
+        ],
+    )
+
+
+def test_a_silent_node_outside_the_users_recent_nodes_holds_no_server_of_theirs() -> None:
+    history = NodeHistory(watched=frozenset({"hub1", "hub2"}), recent=frozenset({"hub1"}))
+    d = settle_silent(_hub2_silent(), history)
+    assert (d.state, d.released, d.stale) == ("not_running", {"hub2": SILENT_NOT_RECENT}, [])
+    assert d.unanswered == {"hub2": "probe: no answer within 2 s"}  # still named: the page/log say so
+
+
+def test_a_silent_node_among_the_users_recent_nodes_stays_unknown() -> None:
+    history = NodeHistory(watched=frozenset({"hub1", "hub2"}), recent=frozenset({"hub2"}))
+    d = settle_silent(_hub2_silent(), history)
+    assert (d.state, d.released) == ("unknown", {})
+
+
+def test_unknown_is_not_absent_without_history_or_for_a_node_never_listed() -> None:
+    assert settle_silent(_hub2_silent(), None).state == "unknown"  # where.yml: no store
+    never_listed = NodeHistory(watched=frozenset({"hub1"}), recent=frozenset())
+    assert settle_silent(_hub2_silent(), never_listed).state == "unknown"
+    assert silent_node_may_hold("hub2", never_listed) is None
+
+
+def test_a_node_marked_down_releases_even_its_recent_users() -> None:
+    history = NodeHistory(
+        watched=frozenset({"hub1", "hub2"}), recent=frozenset({"hub2"}), down=frozenset({"hub2"})
+    )
+    d = settle_silent(_hub2_silent(), history)
+    assert (d.state, d.released) == ("not_running", {"hub2": SILENT_DOWN})
+    # Down without ever being listed releases too: the operator decided.
+    assert silent_node_may_hold("hub2", NodeHistory(down=frozenset({"hub2"}))) == SILENT_DOWN
+    # A user who had nothing there is not told of a lost server.
+    other = NodeHistory(
+        watched=frozenset({"hub1", "hub2"}), recent=frozenset({"hub1"}), down=frozenset({"hub2"})
+    )
+    assert silent_node_may_hold("hub2", other) == SILENT_NOT_RECENT
+
+
+def test_every_silent_node_must_be_released() -> None:
+    d = decide(
+        "jadmin",
+        [
+            NodeAnswer("hub1", True, report("hub1", user="jadmin")),
+            NodeAnswer("hub2", False, error="timeout"),
+            NodeAnswer("hub3", False, error="timeout"),
+        ],
+    )
+    history = NodeHistory(watched=frozenset({"hub1", "hub2", "hub3"}), recent=frozenset({"hub3"}))
+    assert settle_silent(d, history).state == "unknown"
+
+
+def test_settling_leaves_found_servers_alone() -> None:
+    d = decide(
+        "juser1",
+        [
+            NodeAnswer("hub1", True, report("hub1", running=("jpserver-10.json",))),
+            NodeAnswer("hub2", False, error="timeout"),
+        ],
+    )
+    history = NodeHistory(watched=frozenset({"hub1", "hub2"}), down=frozenset({"hub2"}))
+    assert settle_silent(d, history) is d
+
+
+def test_a_broken_grant_reported_by_a_node_is_a_problem_not_silence() -> None:
+    hub2 = dict(
+        report("hub2", running=("jpserver-10.json",)), grant_error="the service group g cannot list /r"
+    )
+    d = decide("juser1", [NodeAnswer("hub1", True, report("hub1")), NodeAnswer("hub2", True, hub2)])
+    assert (d.state, d.nodes) == ("running", ["hub2"])
+    assert d.problems == {"hub2": {"grant_error": "the service group g cannot list /r"}}

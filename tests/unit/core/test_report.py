@@ -123,7 +123,34 @@ def test_an_unlistable_runtime_directory_is_reported_not_raised(tmp_path: Path) 
         )
         report = json.loads(out.stdout)
         assert "permission denied" in report["runtime_error"]
+        assert report["grant_error"] == report["runtime_error"]  # the probe's view: the grant is broken
         assert report["evidence"] == [] and isinstance(report["processes"], list)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="tries the listing as another uid (root only)")
+def test_a_broken_grant_is_found_although_roots_own_listing_succeeds() -> None:
+    """Issue 16, case 3: where.yml runs as root, whose listing succeeds after ``chmod 700 ~``; the
+    report still says that the service group (the front door's probe) cannot list the directory."""
+    base = shared_tmpdir()
+    try:
+        home = base / "home"
+        runtime = home / "runtime"
+        runtime.mkdir(parents=True)
+        for path in (home, runtime):
+            os.chown(path, 0, 65534)  # the owning group stands for the service group here
+            path.chmod(0o750)
+        ok = node_report("root", runtime_template=str(runtime), service_group="nogroup")
+        assert "grant_error" not in ok and "runtime_error" not in ok
+        home.chmod(0o700)  # the user's chmod: the group loses its way in
+        broken = node_report("root", runtime_template=str(runtime), service_group="nogroup")
+        assert "runtime_error" not in broken  # root's own listing still works
+        assert broken["grant_error"] == f"the service group nogroup cannot list {runtime}: permission denied"
+        # A group that does not exist here is not checked (the roles create it).
+        assert "grant_error" not in node_report(
+            "root", runtime_template=str(runtime), service_group="multijhub-no-such-group"
+        )
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -137,4 +164,5 @@ def test_a_flooded_runtime_directory_is_reported_not_raised(tmp_path: Path) -> N
     report = node_report("root", runtime_template=str(runtime))
     assert "too many files" in report["runtime_error"]
     assert report["evidence"] == [] and isinstance(report["processes"], list)
+    assert "grant_error" not in report  # not a broken grant
     assert len(json.dumps(report)) < 100_000

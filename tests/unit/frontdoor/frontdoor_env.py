@@ -192,6 +192,7 @@ class FakeProbe:
     evidence: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     mode: dict[str, str] = field(default_factory=dict)  # host -> ok|hang|fail|garbage|refuse
     units: dict[str, list[Any]] = field(default_factory=dict)  # host -> the report's "units" (cgroups)
+    extra: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (host, user) -> more keys
     calls: list[list[str]] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -228,6 +229,7 @@ class FakeProbe:
         }
         if host in self.units:
             report["units"] = self.units[host]
+        report.update(self.extra.get((host, user), {}))
         return RunResult(0, json.dumps(report).encode(), b"")
 
 

@@ -164,3 +164,30 @@ def test_status_shows_learned_sizes_promised_memory_and_oom_kills(aenv):
     assert 'multijhub_frontdoor_oom_kills_total{node="hub2"} 2.0' in aenv.client().get("/metrics").get_data(
         as_text=True
     )
+
+
+def test_a_broken_grant_is_counted_listed_with_its_repair_and_cleared_once_repaired(aenv):
+    """Issue 16, case 3: chmod 700 on juser2's home; the probe cannot list the runtime directory."""
+    denied = "cannot list the runtime directory /home/juser2/x: permission denied"
+    aenv.probe.extra[("hub2", "juser2")] = {"runtime_error": denied, "grant_error": denied, "processes": []}
+    # A flooded directory (another runtime_error) is not a broken grant.
+    aenv.probe.extra[("hub1", "juser2")] = {"runtime_error": "too many files in ...", "processes": []}
+    user = aenv.login("juser2")
+    user.get("/")
+    text = user.get("/metrics").get_data(as_text=True)
+    assert 'multijhub_frontdoor_broken_grants_total{node="hub2"} 1.0' in text
+    assert 'multijhub_frontdoor_broken_grants_total{node="hub1"} 0.0' in text
+    page = aenv.login("juser3").get("/admin").get_data(as_text=True)
+    grants = page.split('id="grants"', 1)[1]
+    assert "<td>juser2</td><td>hub2</td>" in grants and "permission denied" in grants
+    assert "ansible-playbook site.yml --limit home" in grants
+    del aenv.probe.extra[("hub2", "juser2")]  # repaired
+    user.get("/")
+    page = aenv.login("juser3").get("/admin").get_data(as_text=True)
+    assert "None seen." in page.split('id="grants"', 1)[1]
+
+
+def test_a_node_marked_down_is_shown(aenv):
+    aenv.store.set_down("hub2", True, by="drain.yml")
+    page = aenv.login("juser3").get("/admin").get_data(as_text=True)
+    assert '<span class="badge down">marked down</span>' in page

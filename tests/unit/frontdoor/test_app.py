@@ -429,3 +429,50 @@ def test_malformed_units_do_not_stop_a_login(env):
     resp = env.login().get("/")
     assert resp.headers["Location"] == hub_url(env, "hub2")
     assert env.store.session_peaks() == {}
+
+
+# ------------------------------------------------------------------ a silent node (issue 16, case 9)
+
+
+def test_a_silent_node_holds_up_only_the_users_who_may_have_a_server_there(env, caplog):
+    # Both nodes answer and list their servers: juser2 runs one on hub2 (started at that hub).
+    env.probe.units = {"hub1": [], "hub2": [cg("juser2", 1, 1, "s2")]}
+    env.probe.mem = {"hub1": (10 * GiB, 16 * GiB), "hub2": (4 * GiB, 16 * GiB)}
+    env.hubs.set_server("hub2", "juser2")
+    assert env.login("juser2").get("/").headers["Location"] == hub_url(env, "hub2")
+    # hub2 freezes.
+    env.probe.mode["hub2"] = "hang"
+    env.hubs.mode["hub2"] = "blackhole"
+    # juser3 never had a server on hub2: placed on hub1, and the log says hub2 was silent.
+    with caplog.at_level("WARNING", logger="multijhub.frontdoor.views"):
+        resp = env.login("juser3").get("/")
+    assert resp.headers["Location"] == hub_url(env, "hub1")
+    assert "juser3: hub2 is silent" in caplog.text and "not among juser3's recent nodes" in caplog.text
+    # juser2's server may be on hub2: still "cannot tell", with the retry.
+    client = env.login("juser2")
+    resp = client.get("/")
+    assert resp.status_code == 503 and "Try again" in resp.get_data(as_text=True)
+    assert env.store.placements("juser2") == []
+    # An operator marks hub2 down: juser2 is released too, onto hub1.
+    env.store.set_down("hub2", True, by="drain.yml")
+    resp = client.get("/")
+    assert resp.headers["Location"] == hub_url(env, "hub1")
+    text = client.get("/metrics").get_data(as_text=True)
+    released = "multijhub_frontdoor_silent_node_releases_total"
+    assert released + '{node="hub2",reason="not_recent"} 1.0' in text
+    assert released + '{node="hub2",reason="down"} 1.0' in text
+
+
+def test_a_fresh_placement_on_the_silent_node_holds_the_user_up(env):
+    env.probe.units = {"hub1": [], "hub2": []}
+    env.probe.mem = {"hub1": (4 * GiB, 16 * GiB), "hub2": (10 * GiB, 16 * GiB)}
+    assert env.login("juser1").get("/").headers["Location"] == hub_url(env, "hub2")  # placed
+    env.probe.mode["hub2"] = "hang"  # before the new server showed in hub2's list
+    assert env.login("juser1").get("/").status_code == 503
+
+
+def test_a_node_whose_servers_were_never_listed_holds_everyone_up(env):
+    env.probe.units = {"hub1": []}  # hub2's probe does not list its servers (an older probe)
+    env.login("juser2").get("/")
+    env.probe.mode["hub2"] = "hang"
+    assert env.login("juser3").get("/").status_code == 503  # unknown is not absent

@@ -153,3 +153,22 @@ def test_short_proof_key_stops_the_app(tmp_path, hubs):
 def test_proof_config_is_checked(tmp_path, hubs, extra, message):
     with pytest.raises(ConfigError, match=message):
         build_env(tmp_path, hubs, **extra)
+
+
+def test_a_user_released_from_a_down_node_is_told_on_the_page(penv):
+    """Issue 16, case 9: the page says the server on the down node is lost; a new one starts elsewhere."""
+    penv.probe.units = {"hub1": [], "hub2": []}
+    penv.hubs.set_server("hub2", "juser1")
+    action, _ = handoff(penv.login().get("/"))
+    assert action.endswith("/hub2/hub/multijhub-login")
+    penv.probe.mode["hub2"] = "hang"
+    penv.hubs.mode["hub2"] = "blackhole"
+    assert penv.login().get("/").status_code == 503  # juser1's server may be there
+    penv.store.set_down("hub2", True)
+    resp = penv.login().get("/")
+    action, _ = handoff(resp)
+    assert action.endswith("/hub1/hub/multijhub-login")
+    page = html.unescape(resp.get_data(as_text=True))
+    assert "hub2 is marked down by the operators: a server you had there is lost or cannot be reached" in page
+    assert "A new server is started for you on hub1." in page
+    assert 'data-delay="6"' in page  # readable before the page goes on

@@ -27,11 +27,15 @@ from pgserver import pg_dsn, pg_server  # noqa: F401 - fixtures
 
 # The SQLite store's contract, collected again here with this module's `store` fixture.
 from test_store import (  # noqa: F401
+    test_a_silent_node_keeps_its_users_for_the_retention_only,
+    test_an_unchanged_listing_writes_nothing,
     test_chooser_exception_rolls_back,
     test_chooser_returning_none_records_nothing,
     test_context_offers_recent_placement_within_window,
+    test_down_marks_are_kept_until_cleared_and_idempotent,
     test_drained,
     test_drained_and_unhealthy_are_never_chosen,
+    test_grant_problems_recorded_refreshed_and_cleared,
     test_is_an_assignment_store,
     test_learned_sizes_from_the_store,
     test_login_failures_in_a_moving_window,
@@ -42,6 +46,7 @@ from test_store import (  # noqa: F401
     test_pending_users_count_at_their_learned_size,
     test_place_records_and_counts_pending,
     test_previous_and_record_running,
+    test_recent_nodes_from_placements_findings_and_listings,
     test_recent_placement_kept_only_while_eligible,
     test_record_memory_history_bound_forgetting_and_unknown_not_absent,
     test_record_memory_keeps_each_sessions_peak_and_new_oom_kills,

@@ -8,6 +8,7 @@ import time
 
 import pytest
 from frontdoor_env import GiB
+from multijhub.core.decision import NodeHistory
 from multijhub.core.placement import NodeLoad
 
 from multijhub.frontdoor.config import LimitsConfig
@@ -337,3 +338,74 @@ def test_pending_users_count_at_their_learned_size(store):
     shown = [NodeLoad("hub1", 10 * GiB, 16 * GiB, units=(unit("big", 0.1, 6, session="y"),)), nodes[1]]
     out = effective_loads(shown, drained=(), pending_users={"hub1": ("big",)}, sizes={"big": 6 * GiB})
     assert (out[0].pending, out[0].reserved) == (0, 6 * GiB - int(0.1 * GiB))
+
+
+# Recent nodes (issue 16, case 9): where each user may have a server.
+
+
+def test_recent_nodes_from_placements_findings_and_listings(store):
+    assert store.node_history("ann", now=1000.0) == NodeHistory()
+    store.place("ann", lambda ctx: "hub1", window=60, now=1000.0)
+    store.record_running("bob", "hub2", now=1000.0)
+    # hub1 lists no server (ann's placement is younger than the grace: kept); hub2 lists cy's
+    store.record_listing({"hub1": set(), "hub2": {"bob", "cy"}}, grace=60, now=1010.0)
+    assert store.node_history("ann", now=1010.0) == NodeHistory(
+        watched=frozenset({"hub1", "hub2"}), recent=frozenset({"hub1"})
+    )
+    assert store.node_history("cy", now=1010.0).recent == {"hub2"}
+    # later: ann's server never showed on hub1 and bob's is gone from hub2: dropped
+    store.record_listing({"hub1": set(), "hub2": {"cy"}}, grace=60, now=1100.0)
+    assert store.node_history("ann", now=1100.0).recent == frozenset()
+    assert store.node_history("bob", now=1100.0).recent == frozenset()
+    assert store.node_history("cy", now=1100.0).recent == {"hub2"}
+
+
+def test_a_silent_node_keeps_its_users_for_the_retention_only(store):
+    store.record_listing({"hub1": {"ann"}, "hub2": {"bob"}}, grace=60, now=1000.0)
+    # hub2 goes silent: only hub1 answers from now on; ann's entry is refreshed, bob's is not
+    for now in (2000.0, 3000.0):
+        store.record_listing({"hub1": {"ann"}}, grace=60, retention=2500.0, now=now)
+    assert store.node_history("bob", retention=2500.0, now=3400.0).recent == {"hub2"}
+    assert store.node_history("bob", retention=2500.0, now=3600.0).recent == frozenset()
+    store.record_listing({"hub1": {"ann"}}, grace=60, retention=2500.0, now=4000.0)
+    assert store.node_history("bob", now=4000.0).recent == frozenset()  # and forgotten
+    assert store.node_history("ann", retention=2500.0, now=4000.0).recent == {"hub1"}
+
+
+def test_an_unchanged_listing_writes_nothing(store):
+    store.record_listing({"hub1": {"ann"}}, grace=60, now=1000.0)
+    calls = []
+    real_tx = store._tx
+
+    def counting_tx():
+        calls.append(1)
+        return real_tx()
+
+    store._tx = counting_tx
+    store.record_listing({"hub1": {"ann"}}, grace=60, now=1001.0)
+    assert calls == []
+
+
+def test_down_marks_are_kept_until_cleared_and_idempotent(store):
+    assert store.down_nodes() == frozenset()
+    store.set_down("hub2", True, by="admin")
+    store.set_down("hub2", True, by="other")
+    store.record_listing({"hub2": set()}, grace=60)  # answering again does not clear it
+    assert store.down_nodes() == {"hub2"}
+    assert store.node_history("ann").down == {"hub2"}
+    store.set_down("hub2", False)
+    store.set_down("hub2", False)
+    assert store.down_nodes() == frozenset()
+    assert store.node_history("ann").watched == {"hub2"}
+
+
+def test_grant_problems_recorded_refreshed_and_cleared(store):
+    store.record_grant_problems("ann", {"hub2": "denied"}, answered=["hub1", "hub2"], now=100.0)
+    assert [(g.user, g.node, g.error, g.seen_at) for g in store.grant_problems()] == [
+        ("ann", "hub2", "denied", 100.0)
+    ]
+    # hub2 silent now: its entry stays; answered without the problem: cleared
+    store.record_grant_problems("ann", {}, answered=["hub1"], now=200.0)
+    assert [g.node for g in store.grant_problems()] == ["hub2"]
+    store.record_grant_problems("ann", {}, answered=["hub1", "hub2"], now=300.0)
+    assert store.grant_problems() == []

@@ -112,3 +112,17 @@ def test_hubs_sharing_host_name_and_base_url_are_refused(
         assert "browsers share cookies across ports" in proc.stdout
     else:
         assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+def test_the_hub_url_rule_is_the_cores(tmp_path: Path) -> None:
+    """Issue 16: the preflight computes a hub's public URL with the hub_public_url filter (the core's
+    rule, as the front door's node list): a public URL whose path disagrees with the base URL is refused."""
+    proc = preflight(
+        tmp_path,
+        {
+            "hub1": "jupyterhub_public_url=https://jupyter.example.org/x jupyterhub_base_url=/a",
+            "hub2": "jupyterhub_port=8002",
+        },
+    )
+    assert proc.returncode != 0
+    assert "jupyterhub_public_url of hub1 (https://jupyter.example.org/x) has the path '/x'" in proc.stdout

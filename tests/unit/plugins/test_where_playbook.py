@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -171,3 +172,25 @@ def test_the_sites_user_name_rule_is_where_ymls_rule(tmp_path: Path) -> None:
     assert "Ask the hubs" in proc.stdout  # the name passed; hub1 was asked (no such user there)
     proc = where(inv, "-e", "user=root", "-e", "multijhub_username_pattern=juser[0-9]+")
     assert proc.returncode == 2 and "site's rule" in proc.stdout, proc.stdout
+
+
+def test_drain_of_a_silent_hub_lists_it_as_unknown_without_a_made_up_error(tmp_path: Path) -> None:
+    """Issue 16, case 9: drain.yml -e node=HUB for a hub that does not answer (no front door here).
+
+    Even with Ansible's default callback (an installed collection without the checkout's
+    ansible.cfg), the drain's listing says the hub did not answer, with no deliberate UNREACHABLE
+    of localhost (the /dev/null temporary directory), and the drain's exit status is 0.
+    """
+    inv = inventory(tmp_path, ["hub1"], broken=True)
+    proc = subprocess.run(
+        [str(ROOT / ".venv/bin/ansible-playbook"), "-i", str(inv), "drain.yml", "-e", "node=hubbroken"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        env={**os.environ, "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.default"},
+    )
+    assert proc.returncode == 0, proc.stdout
+    assert "hubbroken: UNKNOWN - did not answer" in proc.stdout
+    assert "/dev/null" not in proc.stdout and "fatal: [localhost]" not in proc.stdout

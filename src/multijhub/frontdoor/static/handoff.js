@@ -6,4 +6,8 @@ window.addEventListener("pageshow", function (event) {
     window.location.replace("/");
   }
 });
-document.getElementById("handoff").submit();
+// A notice on the page (a silent node passed over) is left readable for a few seconds first.
+var delay = 1000 * Number(document.getElementById("handoff").dataset.delay || 0);
+window.setTimeout(function () {
+  document.getElementById("handoff").submit();
+}, delay);
