@@ -13,6 +13,7 @@ from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import Map
 from werkzeug.wrappers import Response
 
 from multijhub.hub.proof import ProofKeyError, load_keys
@@ -75,6 +76,20 @@ def _origin(url: str) -> str:
     return f"{scheme}://{rest.split('/', 1)[0]}"
 
 
+class _NoMergeMap(Map):
+    """Werkzeug's URL map without merge_slashes: it answered "//x" with a 308 to an absolute URL
+    built from the request's Host header, a redirect the front door did not choose. Such paths
+    get a 404 instead (the matcher reads the setting when the map is made, hence a class)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs["merge_slashes"] = False
+        super().__init__(*args, **kwargs)
+
+
+class _FrontDoorFlask(Flask):
+    url_map_class = _NoMergeMap
+
+
 def create_app(
     config: Config,
     *,
@@ -86,7 +101,7 @@ def create_app(
     account_check: AccountChecker | None = None,
 ) -> Flask:
     """Build the front door for ``config``; the keyword arguments replace parts in tests."""
-    app = Flask(__name__)
+    app = _FrontDoorFlask(__name__)
     app.config.update(
         SECRET_KEY=read_secret_file(config.secret_key_file, "secret key file"),
         SESSION_COOKIE_NAME="multijhub-frontdoor",

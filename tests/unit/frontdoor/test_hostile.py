@@ -121,3 +121,14 @@ def test_absolute_url_of_another_node_keeps_only_its_path(env):
     assert resp.headers["Location"] == (
         f"http://127.0.0.1:{env.hubs.port}/hub2/hub/spawn?next=%2Fhub2%2Fuser%2Fjuser1%2Flab"
     )
+
+
+@pytest.mark.parametrize("path", ["//", "/login//", "///", "/static//style.css"])
+def test_doubled_slashes_are_no_redirect_built_from_the_host_header(env, path):
+    """Werkzeug merged slashes with a 308 to http://<Host header>/...: never a redirect of ours."""
+    # PATH_INFO as a server passes it (the test client would read "//x" as a host name).
+    reply = env.client().get("/", headers={"Host": "evil.example.org"}, environ_overrides={"PATH_INFO": path})
+    assert reply.status_code == 404 or not reply.headers.get("Location", "").startswith("http"), (
+        reply.status_code,
+        reply.headers.get("Location"),
+    )
