@@ -1,0 +1,162 @@
+"""Issue 19 on the cluster: a new server is placed by learned sizes, not by the free memory now.
+
+The hubs are containers that see the host's /proc/meminfo, so each node's memory is what its own
+cgroup allows (the probe reads the limit at the root of the node's cgroup namespace): the test
+gives each hub a real limit, a few hundred MiB above what it uses, for the one placement.
+
+The learned sizes come from real sessions: each user's server first runs a process that needs more
+than the server's memory limit (200M here) until the kernel kills it, so the unit's peak is the
+limit; a front door resolution records it (the probe reports every unit). Then juser2 and jadmin
+run idle servers on hub1 (using about half their learned size: the rest is promised), and juser1,
+whose previous session (on hub1) peaked at the limit, logs in at the front door.
+
+hub1 has the most free memory now and is juser1's previous node: a front door that counted servers
+at their memory now (or juser1 at mem_per_server without the growth still due on hub1) keeps
+juser1 there. With learned sizes, hub1's free memory minus what its running servers are still
+expected to take is less than juser1's size, and hub2 has room for it: juser1 goes to hub2.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from conftest import frontdoor_login, hub_user, login_and_spawn, stop_server
+
+MiB = 1024**2
+UNIT = "jupyter-{user}-singleuser.service"
+# Needs more than the unit's limit: the kernel kills it when the unit reaches its limit.
+HOG = 'python3 -c \'b = bytearray(300 * 2**20); b[::4096] = b"x" * len(b[::4096]); print("survived")\''
+NODE_MEMORY = "/sys/fs/cgroup/memory"  # the root of the hub container's own hierarchy (cgroup v1)
+
+
+def unit_cgroup(hub, user: str) -> str:
+    """The unit's memory cgroup directory on ``hub`` (v1 or v2)."""
+    path = hub.run_test(f"systemctl show -p ControlGroup --value {UNIT.format(user=user)}").stdout.strip()
+    for candidate in (f"/sys/fs/cgroup/memory{path}", f"/sys/fs/cgroup{path}"):
+        if hub.file(f"{candidate}/cgroup.procs").exists:
+            return candidate
+    raise AssertionError(f"no memory cgroup for {user}'s unit on {hub.backend.hostname}: {path}")
+
+
+def read_int(hub, path: str) -> int:
+    return int(hub.run_test(f"cat {path}").stdout.split()[0])
+
+
+def unit_limit(hub, user: str) -> int:
+    return int(hub.run_test(f"systemctl show -p MemoryMax --value {UNIT.format(user=user)}").stdout.strip())
+
+
+def unit_usage(hub, user: str) -> int:
+    cgroup = unit_cgroup(hub, user)
+    name = "memory.usage_in_bytes" if hub.file(f"{cgroup}/memory.usage_in_bytes").exists else "memory.current"
+    return read_int(hub, f"{cgroup}/{name}")
+
+
+def unit_peak(hub, user: str) -> int:
+    cgroup = unit_cgroup(hub, user)
+    name = (
+        "memory.max_usage_in_bytes"
+        if hub.file(f"{cgroup}/memory.max_usage_in_bytes").exists
+        else "memory.peak"
+    )
+    return read_int(hub, f"{cgroup}/{name}")
+
+
+def peak_at_the_limit(hub, user: str) -> int:
+    """Run a process in ``user``'s unit that needs more than its limit; the unit's peak after it."""
+    procs = f"{unit_cgroup(hub, user)}/cgroup.procs"
+    hog = hub.run(f"sh -c 'echo $$ > {procs}; exec runuser -u {user} -- {HOG}'")
+    assert "survived" not in hog.stdout, f"{user}'s unit on {hub.backend.hostname} has no memory limit"
+    return unit_peak(hub, user)
+
+
+def node_used(hub) -> int:
+    """What the hub container uses, as the probe counts it: usage minus inactive file cache."""
+    usage = read_int(hub, f"{NODE_MEMORY}/memory.usage_in_bytes")
+    stat = hub.run_test(f"cat {NODE_MEMORY}/memory.stat").stdout
+    inactive = next(
+        int(line.split()[1]) for line in stat.splitlines() if line.startswith("total_inactive_file ")
+    )
+    return usage - inactive
+
+
+def set_node_limit(hub, limit: int | None) -> None:
+    """Give the hub container (its cgroup namespace's root) a memory limit; None removes it."""
+    hub.run_test(f"echo {-1 if limit is None else limit} > {NODE_MEMORY}/memory.limit_in_bytes")
+
+
+def spawn_all(pairs: list[tuple[object, str]], then=None) -> dict[str, int]:
+    """Start these servers at once (the scenario's culler stops a server idle for 45 s), each
+    followed by ``then(hub, user)``; its results by user."""
+    errors: list[BaseException] = []
+    results: dict[str, int] = {}
+
+    def spawn(hub, user: str) -> None:
+        try:
+            login_and_spawn(hub, user)
+            if then is not None:
+                results[user] = then(hub, user)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=spawn, args=pair) for pair in pairs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+@pytest.fixture
+def servers_stopped(hub1, hub2) -> Iterator[None]:
+    """Stop every server this test starts, and take the limits off the hubs, whatever happens."""
+    yield
+    for hub in (hub1, hub2):
+        hub.run(f"echo -1 > {NODE_MEMORY}/memory.limit_in_bytes")
+        for user in ("juser1", "juser2", "jadmin"):
+            if hub_user(hub, user).get("servers", {}).get(""):
+                stop_server(hub, user)
+
+
+def test_a_user_whose_last_session_peaked_high_goes_where_there_is_room_for_it(hub1, hub2, servers_stopped):
+    for hub in (hub1, hub2):
+        for user in ("juser1", "juser2", "jadmin"):
+            if hub_user(hub, user).get("servers", {}).get(""):
+                stop_server(hub, user)
+    limit = 0
+    # 1. Two sessions each that peak at their limit (the size is the 0.9 quantile of the last 10
+    # sessions: at least the second largest): juser1's on hub1 (its previous node), the others' on hub2.
+    for _ in range(2):
+        peaks = spawn_all([(hub1, "juser1"), (hub2, "juser2"), (hub2, "jadmin")], then=peak_at_the_limit)
+        limit = unit_limit(hub1, "juser1")
+        assert all(peak >= limit - 8 * MiB for peak in peaks.values()), (limit, peaks)
+        # A resolution probes every hub: the front door records the units' peaks, and juser1 on hub1.
+        _, seen = frontdoor_login("juser1")
+        assert seen.hub == "hub1", (seen.status, seen.response.text[:500])
+        stop_server(hub1, "juser1")
+        stop_server(hub2, "juser2")
+        stop_server(hub2, "jadmin")
+
+    # 2. juser2 and jadmin on hub1 again, idle: each uses about half of its learned size (the limit).
+    spawn_all([(hub1, "juser2"), (hub1, "jadmin")])
+    promised = sum(limit - unit_usage(hub1, user) for user in ("juser2", "jadmin"))
+    assert promised >= 60 * MiB, promised  # an idle server uses well under its limit
+    margin = promised // 3
+    # hub1: the most free memory now, but not enough for juser1 once its servers' growth is counted;
+    # hub2: less free memory now, room for juser1's learned size (the limit).
+    free = {"hub1": limit + 2 * margin, "hub2": limit + margin}
+    set_node_limit(hub1, node_used(hub1) + free["hub1"])
+    set_node_limit(hub2, node_used(hub2) + free["hub2"])
+
+    _, placed = frontdoor_login("juser1")
+
+    assert placed.status == 200 and placed.proof, (placed.status, placed.response.text[:500])
+    assert placed.hub == "hub2", (
+        f"juser1 (learned size {limit / MiB:.0f} MiB, previous node hub1) was placed on {placed.hub}: "
+        f"hub1 had {free['hub1'] / MiB:.0f} MiB free with {promised / MiB:.0f} MiB promised to its "
+        f"running servers, hub2 {free['hub2'] / MiB:.0f} MiB"
+    )
