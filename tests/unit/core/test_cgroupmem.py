@@ -92,7 +92,8 @@ def test_real_v1_cgroup_peak_and_oom_kill(v1_slice: Path) -> None:
 
 def write_meminfo(proc: Path, available_kib: int, total_kib: int) -> None:
     proc.mkdir(exist_ok=True)
-    (proc / "meminfo").write_text(f"MemTotal: {total_kib} kB\nMemFree: 1 kB\nMemAvailable: {available_kib} kB\n")
+    lines = [f"MemTotal: {total_kib} kB", "MemFree: 1 kB", f"MemAvailable: {available_kib} kB"]
+    (proc / "meminfo").write_text("\n".join(lines) + "\n")
 
 
 def test_v2_root_with_a_limit_bounds_the_node(tmp_path: Path) -> None:
