@@ -65,8 +65,10 @@ def plot_tradeoff(
         linewidth=0.9,
         label=f"target: kept >= {100 * kept_min:.0f} %",
     )
+    colours = {"sticky": "tab:blue", "learned": "tab:orange", "defaults": "tab:red"}
     for label, kept, ratio in points:
-        ax.plot(100 * kept, ratio, "o", color="tab:blue" if label.startswith("sticky") else "tab:gray")
+        colour = next((c for prefix, c in colours.items() if label.startswith(prefix)), "tab:gray")
+        ax.plot(100 * kept, ratio, "o", color=colour)
         ax.annotate(label, (100 * kept, ratio), textcoords="offset points", xytext=(5, 4), fontsize=7)
     ratios = [r for _, _, r in points] + [ratio_max]
     ax.set_ylim(min(ratios) - 0.02, max(ratios) + 0.03)
@@ -75,7 +77,10 @@ def plot_tradeoff(
     ax.set_xlim(0, 102)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower left")
-    ax.set_title("multijhub with learned sizes over sticky_headroom", fontsize=9)
+    ax.set_title(
+        "multijhub with learned sizes over sticky_headroom (blue) and learned_running_quantile (orange)",
+        fontsize=8,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
