@@ -8,7 +8,7 @@ from typing import Any
 from .study import MAIN, TARGET_KEPT, TARGET_RATIO, Study, sweep_rows
 
 PLOT_NAME = "placement.png"
-TRADEOFF_NAME = "tradeoff.png"
+TRADEOFF_NAME = "tradeoff.svg"  # text: the README shows it as generated
 
 
 def _ratio(p: dict[str, Any]) -> str:

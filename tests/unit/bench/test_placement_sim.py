@@ -229,5 +229,6 @@ def test_tradeoff_plot_over_sticky_headroom_and_running_quantile(tmp_path):
         "random",
         "round-robin",
     ]
-    assert "tradeoff.png" in (out / "placement.md").read_text()
-    assert (out / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "tradeoff.svg" in (out / "placement.md").read_text()
+    svg = (out / "tradeoff.svg").read_text()
+    assert svg.startswith("<?xml") and "<svg" in svg and "learned_running_quantile=0.9" in svg
