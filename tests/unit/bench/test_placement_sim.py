@@ -231,4 +231,7 @@ def test_tradeoff_plot_over_sticky_headroom_and_running_quantile(tmp_path):
     ]
     assert "tradeoff.svg" in (out / "placement.md").read_text()
     svg = (out / "tradeoff.svg").read_text()
-    assert svg.startswith("<?xml") and "<svg" in svg and "learned_running_quantile=0.9" in svg
+    assert svg.startswith("<?xml") and "<svg" in svg and "multijhub over learned_running_quantile" in svg
+    again = tmp_path / "again.svg"
+    simulate.plot_tradeoff(points, again, (0.9, 1.15))
+    assert again.read_text() == svg  # no date, fixed ids: the same numbers give the same file
