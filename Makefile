@@ -38,7 +38,7 @@ help:
 	@echo "make test      lint + unit tests + molecule (what CI runs)"
 	@echo "make destroy   tear the test cluster down"
 
-$(VENV)/.installed: requirements-dev.txt
+$(VENV)/.installed: requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements-dev.txt

@@ -4,7 +4,7 @@ The front door's own ``create_app`` and ``build_resolver`` on the configuration 
 $MULTIJHUB_FRONTDOOR_CONFIG, with two bench parts injected: an authenticator that accepts
 one bench user (instead of PAM, account checks included); the probe's ssh (``ssh.binary``
 in the configuration) reads the emulated nodes' ssh_config.
-Environment: MJB_CORE_DIR, MJB_USER, MJB_PASSWORD_FILE.
+Environment: MJB_USER, MJB_PASSWORD_FILE.
 """
 
 from __future__ import annotations
@@ -14,12 +14,8 @@ import logging
 import os
 from pathlib import Path
 
-from fdenv import add_paths
-
-add_paths(os.environ["MJB_CORE_DIR"])
-
-from multijhub_frontdoor.app import build_resolver, create_app  # noqa: E402
-from multijhub_frontdoor.config import load_config  # noqa: E402
+from multijhub.frontdoor.app import build_resolver, create_app
+from multijhub.frontdoor.config import load_config
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 

@@ -32,7 +32,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-PROBE_PYTHON = "/usr/bin/python3"  # redirector_probe_python's default
+SYSTEM_PYTHON = "/usr/bin/python3"  # what the hubs' virtualenvs are made from
 APT_ARCHIVES = "/var/cache/apt/archives"
 HOST_KEY_ALIAS = "multijhub-bench-sshd"
 
@@ -89,7 +89,7 @@ class Sshd:
 
     workdir: Path
     account: pwd.struct_passwd
-    core_dir: str  # holds the multijhub_core symlink
+    probe_python: str  # a virtualenv's python with the multijhub wheel (make_probe_venv)
     binary: str
     env: dict[str, str]
     port: int = 0
@@ -109,7 +109,7 @@ class Sshd:
         host_pub = keygen(d / "host_key", "bench-host")
         os.chown(d / "host_key", uid, gid)  # sshd (as the account) must read it
         self.known_hosts.write_text(f"{HOST_KEY_ALIAS} {host_pub}\n")
-        probe = f"exec env PYTHONPATH={self.core_dir} {PROBE_PYTHON} -m multijhub_core.probe --node emulated"
+        probe = f"exec {self.probe_python} -m multijhub.core.probe --node emulated"
         lines = [
             f'restrict,command="{probe}" {keygen(self.key("probe"), "bench-probe")}',
             f"restrict {keygen(self.key('poc'), 'bench-poc')}",
@@ -200,7 +200,7 @@ def write_ssh_config(path: Path, nodes: Sequence[str], ports: dict[str, int], *,
         lines.append(f"Host {name}")
         if fdpass:
             lines += [
-                f"  ProxyCommand {PROBE_PYTHON} -I -S {HERE / 'fdpass.py'} {ports[name]}",
+                f"  ProxyCommand {SYSTEM_PYTHON} -I -S {HERE / 'fdpass.py'} {ports[name]}",
                 "  ProxyUseFdpass yes",
             ]
         else:
@@ -240,13 +240,32 @@ class HubsProcess:
                 self.proc.wait(5)
 
 
-def make_core_dir(workdir: Path) -> str:
-    """``<dir>/multijhub_core -> plugins/module_utils``, as the role lays the core out."""
-    core = workdir / "core"
-    core.mkdir()
-    core.chmod(0o755)
-    os.symlink(REPO / "plugins" / "module_utils", core / "multijhub_core")
-    return str(core)
+def make_probe_venv(workdir: Path) -> str:
+    """A virtualenv of the system's Python with the multijhub wheel, as a hub has (jupyterhub role).
+
+    The wheel is built from this checkout with pip (setuptools, no network); returns the
+    virtualenv's python, which the emulated probe account can run.
+    """
+    wheels, venv = workdir / "wheels", workdir / "probe-venv"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(wheels),
+            str(REPO),
+        ],
+        check=True,
+    )
+    subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(venv)], check=True)
+    wheel = next(wheels.glob("multijhub-*.whl"))
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", str(wheel)], check=True)
+    return str(venv / "bin" / "python")
 
 
 def remove_tree(path: Path) -> None:

@@ -5,7 +5,7 @@
 
 Emulates N hub nodes on this machine: per node a fake hub REST API (a real HTTP/1.1
 server) and an ssh Host alias reaching one extra sshd on 127.0.0.1 whose key for the
-front door forces the core's probe (``python3 -m multijhub_core.probe``). Measures, in
+front door forces the core's probe (``python3 -m multijhub.core.probe``). Measures, in
 the same run: multijhub's resolver (the front door's own ``Resolver``: keep-alive HTTP,
 ssh connection sharing, all nodes in parallel, one deadline) against the proof of
 concept's method (a new ssh connection to each host in turn running
@@ -41,10 +41,8 @@ from typing import Any
 import requests
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
-import emulate  # noqa: E402
-import fdenv  # noqa: E402
+import emulate  # noqa: E402 - beside this script
 
 REPO = HERE.parents[1]
 NONE_USER = "nobody"  # no server anywhere (uid 65534 exists on every Debian/RHEL host)
@@ -202,8 +200,7 @@ class Bench:
         self.account = emulate.probe_account(args.account)
         self.found_user = self.account.pw_name  # the probe can list its own runtime directory
         self.token = secrets.token_hex(24)
-        self.core_dir = emulate.make_core_dir(self.workdir)
-        fdenv.add_paths(self.core_dir)
+        self.probe_python = emulate.make_probe_venv(self.workdir)
         self.max_nodes = max(args.nodes)
         self.names = [f"n{i:02d}" for i in range(self.max_nodes)]
         self.secret = self._secret("secret_key", secrets.token_hex(32))
@@ -221,7 +218,7 @@ class Bench:
 
     def start(self) -> None:
         binary, env = emulate.find_sshd(self.workdir, self.args.sshd)
-        self.sshd = emulate.Sshd(self.workdir, self.account, self.core_dir, binary, env)
+        self.sshd = emulate.Sshd(self.workdir, self.account, self.probe_python, binary, env)
         self.sshd.setup()
         self.sshd.start()
         self.stack.callback(self.sshd.stop)
@@ -372,8 +369,8 @@ class Bench:
 
     @contextmanager
     def resolver(self, name: str, nodes: Sequence[str], *, channels: int, control: str) -> Iterator[Any]:
-        from multijhub_frontdoor.app import build_resolver  # noqa: PLC0415 - after add_paths
-        from multijhub_frontdoor.config import load_config  # noqa: PLC0415
+        from multijhub.frontdoor.app import build_resolver  # noqa: PLC0415 - after add_paths
+        from multijhub.frontdoor.config import load_config  # noqa: PLC0415
 
         config = load_config(self.write_toml(name, nodes, channels=channels, control=control))
         resolver = build_resolver(config)
@@ -449,7 +446,6 @@ class Bench:
             "HOME": os.environ.get("HOME", "/root"),
             "LC_ALL": "C.UTF-8",
             "MULTIJHUB_FRONTDOOR_CONFIG": toml,
-            "MJB_CORE_DIR": self.core_dir,
             "MJB_USER": self.found_user,
             "MJB_PASSWORD_FILE": self.password_file,
         }

@@ -1,4 +1,4 @@
-"""ssh forced-command probe for the front door: ``python3 -m multijhub_core.probe``.
+"""ssh forced-command probe for the front door: ``multijhub-probe`` (``python3 -m multijhub.core.probe``).
 
 The request comes from ``SSH_ORIGINAL_COMMAND`` (or argv[1]); options fixed by the
 forced command: ``--node NAME`` and ``--runtime-template T``.
@@ -100,9 +100,19 @@ def _write(stdout: IO[bytes], doc: dict[str, Any]) -> None:
     stdout.flush()
 
 
+USAGE = """probe [--node NAME] [--runtime-template T] USER|--serve
+The front door's read-only probe (multijhub-probe; the hubs' ssh forced command). The request (a
+user name, or --serve for a session of one request per line) comes from SSH_ORIGINAL_COMMAND or
+the last argument; prints one JSON line per request (exit 0; 2 for bad input, 1 when the node
+cannot answer)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the probe; return the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args in (["--help"], ["-h"]):  # the operator's, from the command line (never the ssh request)
+        sys.stdout.write(USAGE + "\n")
+        return 0
     options: dict[str, str] = {}
     positional: list[str] = []
     while args:
@@ -118,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     requested = os.environ.get("SSH_ORIGINAL_COMMAND")
     if requested is None:
         if len(positional) != 1:
-            code, doc = _error("usage", "usage: probe [--node NAME] [--runtime-template T] USER|--serve", 2)
+            code, doc = _error("usage", "usage: " + USAGE.splitlines()[0], 2)
             _write(sys.stdout.buffer, doc)
             return code
         requested = positional[0]

@@ -4,6 +4,7 @@ resolve by FQCN both from the checkout and from the installed collection."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,37 @@ def test_checkout_playbooks_run_as_written(tmp_path: Path, playbook: str) -> Non
         env,
     )
     assert result.returncode == 0, result.stdout
+
+
+def test_the_installed_collection_builds_the_same_wheel(installed: Path, tmp_path: Path) -> None:
+    """The lookup multijhub.cluster.wheel works from ansible-galaxy's install as from the checkout."""
+    root = installed / "ansible_collections" / "multijhub" / "cluster"
+    for wanted in ("pyproject.toml", "src/multijhub/frontdoor/app.py", "src/multijhub/hub/spawners.py"):
+        assert (root / wanted).is_file(), wanted
+    env = dict(
+        os.environ,
+        ANSIBLE_COLLECTIONS_PATH=str(installed),
+        ANSIBLE_CONFIG=str(tmp_path / "none.cfg"),
+        MULTIJHUB_WHEEL_CACHE=str(tmp_path / "cache"),
+    )
+    query = "msg={{ query('multijhub.cluster.wheel') | first | to_json }}"
+    result = run(
+        [str(BIN / "ansible"), "localhost", "-m", "ansible.builtin.debug", "-a", query], tmp_path, env
+    )
+    assert result.returncode == 0, result.stdout
+    from_install = result.stdout
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(REPO / "collections")
+    result = run(
+        [str(BIN / "ansible"), "localhost", "-m", "ansible.builtin.debug", "-a", query], tmp_path, env
+    )
+    assert result.returncode == 0, result.stdout
+    version = re.search(r"multijhub-(0\.1\.0\+s[0-9a-f]{12})-py3-none-any\.whl", from_install)
+    assert version, from_install
+    assert version.group(0) in result.stdout  # the same sources: the same version
+    assert str(tmp_path / "cache") in from_install
+
+
+def test_the_wheel_and_the_collection_share_one_version() -> None:
+    galaxy = re.search(r"^version: (\S+)$", (REPO / "galaxy.yml").read_text(), re.M)
+    project = re.search(r'^version = "([^"]+)"', (REPO / "pyproject.toml").read_text(), re.M)
+    assert galaxy and project and galaxy.group(1) == project.group(1)

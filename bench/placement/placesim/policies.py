@@ -2,10 +2,10 @@
 
 A policy is asked once per new server with the user's name, the time and the
 memory each node reports now; it answers a node index. multijhub's policy is
-the front door itself: ``multijhub_frontdoor.placing.observe`` (record the servers'
+the front door itself: ``multijhub.frontdoor.placing.observe`` (record the servers'
 memory the probes report) and ``place_user`` over a real ``SqliteStore`` (previous
 node, recent placements as pending reservations, learned sizes), which calls the
-core's ``multijhub_core.placement`` (``learned_size``, ``choose_node``). The same
+core's ``multijhub.core.placement`` (``learned_size``, ``choose_node``). The same
 code without the servers' memory is the policy before learned sizes (every server
 counted at ``mem_per_server``).
 """
@@ -20,15 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .frontdoor import ensure_importable
+from multijhub.core.cgroupmem import UnitMemory
+from multijhub.core.placement import NodeLoad
 
-ensure_importable()
-
-from multijhub_core.cgroupmem import UnitMemory  # noqa: E402
-from multijhub_core.placement import NodeLoad  # noqa: E402
-from multijhub_frontdoor import placing  # noqa: E402
-from multijhub_frontdoor.config import LimitsConfig  # noqa: E402
-from multijhub_frontdoor.store import SqliteStore  # noqa: E402
+from multijhub.frontdoor import placing
+from multijhub.frontdoor.config import LimitsConfig
+from multijhub.frontdoor.store import SqliteStore
 
 GiB = 1024**3
 EPOCH = 1_767_225_600.0  # 2026-01-01 00:00 UTC: the trace's minute 0 for the store's clock

@@ -77,7 +77,7 @@ def test_a_replayed_proof_is_refused(juser1_landing):
 
 def probe_sessions(hub) -> set[int]:
     """PIDs of the probe processes running on ``hub`` (persistent sessions of the front door)."""
-    out = hub.run("pgrep -u multijhub-probe -f '^[^ ]*python[^ ]* -m multijhub_core[.]probe'").stdout
+    out = hub.run("pgrep -u multijhub-probe -f '^[^ ]*python[^ ]* -m multijhub[.]core[.]probe'").stdout
     return {int(pid) for pid in out.split()}
 
 

@@ -12,9 +12,7 @@ import pytest
 RUNTIME = "/home/juser1/.local/share/jupyter/runtime"
 PROBE = "multijhub-probe"
 # The forced command of roles/redirector/templates/authorized_keys.j2, for node nfs-hub.
-PROBE_COMMAND = (
-    "env PYTHONPATH=/opt/multijhub/probe-lib /usr/bin/python3 -m multijhub_core.probe --node nfs-hub"
-)
+PROBE_COMMAND = "/opt/multijhub/jupyterhub/bin/python -m multijhub.core.probe --node nfs-hub"
 
 
 def as_user(user: str, command: str) -> str:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 
-import multijhub_core.placement as core
+import multijhub.core.placement as core
 import numpy as np
 import pytest
 import simulate
-from multijhub_frontdoor import placing
 from placesim import policies as pol
 from placesim.engine import Cluster, Observer, measure, replay
 from placesim.study import StudyConfig, run_seed
@@ -21,6 +20,8 @@ from placesim.workload import (
     make_trace,
     working_day_load,
 )
+
+from multijhub.frontdoor import placing
 
 SMALL = Cluster(nodes=2, node_mem_gib=16.0, base_gib=1.0)
 

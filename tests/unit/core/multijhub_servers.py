@@ -1,8 +1,7 @@
-"""Test helpers: the core imported as ``multijhub_core`` (as the front door does) and real servers."""
+"""Test helpers: real Jupyter servers and fake /proc trees (the core is the installed ``multijhub.core``)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pwd
 import signal
@@ -14,25 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
-CORE_DIR = ROOT / "plugins" / "module_utils"
 VENV_BIN = Path(sys.executable).parent
 JUPYTER_SERVER = VENV_BIN / "jupyter-server"
-
-
-def _load_core() -> None:
-    """Import plugins/module_utils as the package ``multijhub_core`` (no Ansible involved)."""
-    if "multijhub_core" in sys.modules:
-        return
-    spec = importlib.util.spec_from_file_location(
-        "multijhub_core", CORE_DIR / "__init__.py", submodule_search_locations=[str(CORE_DIR)]
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["multijhub_core"] = module
-    spec.loader.exec_module(module)
-
-
-_load_core()
 
 
 @dataclass

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from multijhub_core.acl import (
+from multijhub.core.acl import (
     AclError,
     acl_from_mode,
     changes,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from multijhub_core.answer import answer_text, details_lines, server_url, uptime_text
+from multijhub.core.answer import answer_text, details_lines, server_url, uptime_text
 
 GIB = 1024**3
 URLS = {"hub1": "http://127.0.0.2:8000/", "hub2": "https://hub2.example.org/jupyter"}

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from multijhub_core.cgroupmem import NodeBound, node_bound, read_unit, scan_units, unit_name
-from multijhub_core.report import node_memory, node_report
+from multijhub.core.cgroupmem import NodeBound, node_bound, read_unit, scan_units, unit_name
+from multijhub.core.report import node_memory, node_report
 
 MiB = 1024**2
 V1_ROOT = Path("/sys/fs/cgroup/memory")

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from multijhub_core.decision import NodeAnswer, combine, decide
-from multijhub_core.report import node_report
-from multijhub_core.usernames import InvalidUsername
+from multijhub.core.decision import NodeAnswer, combine, decide
+from multijhub.core.report import node_report
+from multijhub.core.usernames import InvalidUsername
 from multijhub_servers import Server, fake_proc
 
 

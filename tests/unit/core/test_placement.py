@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from multijhub_core.placement import NodeLoad, choose_node
+from multijhub.core.placement import NodeLoad, choose_node
 
 GIB = 1 << 30
 
@@ -42,8 +42,8 @@ def test_sticky_lost_when_drained_or_unknown() -> None:
 
 # Learned sizes (issue 19).
 
-from multijhub_core.cgroupmem import UnitMemory  # noqa: E402
-from multijhub_core.placement import SizeRule, learned_size, promised, reserved  # noqa: E402
+from multijhub.core.cgroupmem import UnitMemory  # noqa: E402
+from multijhub.core.placement import SizeRule, learned_size, promised, reserved  # noqa: E402
 
 
 def unit(user: str, current: float) -> UnitMemory:

@@ -2,15 +2,14 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from multijhub_core import probe as probe_mod
-from multijhub_core.probe import MAX_REQUEST, main, serve
-from multijhub_servers import CORE_DIR, Server
+from multijhub.core import probe as probe_mod
+from multijhub.core.probe import MAX_REQUEST, main, serve
+from multijhub_servers import Server
 
 
 def run(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, dict[str, object]]:
@@ -55,15 +54,14 @@ def test_probe_errors(
 
 
 def test_probe_as_copied_package(tmp_path: Path, root_server: Server) -> None:
-    """The redirector copies the core verbatim as multijhub_core: it must run without Ansible."""
-    shutil.copytree(CORE_DIR, tmp_path / "multijhub_core", ignore=shutil.ignore_patterns("__pycache__"))
+    """The installed package's probe (as the hubs run it): without Ansible, without the environment."""
     proc = subprocess.run(
         [
             sys.executable,
             "-E",
             "-s",
             "-m",
-            "multijhub_core.probe",
+            "multijhub.core.probe",
             "--runtime-template",
             str(root_server.runtime_dir),
         ],
@@ -76,7 +74,7 @@ def test_probe_as_copied_package(tmp_path: Path, root_server: Server) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert [s["pid"] for s in json.loads(proc.stdout)["servers"]] == [root_server.pid]
     bad = subprocess.run(
-        [sys.executable, "-E", "-s", "-m", "multijhub_core.probe"],
+        [sys.executable, "-E", "-s", "-m", "multijhub.core.probe"],
         cwd=tmp_path,
         env={"SSH_ORIGINAL_COMMAND": "../etc"},
         capture_output=True,
@@ -126,10 +124,9 @@ def test_serve_rescans_the_process_table_only_after_the_ttl(monkeypatch: pytest.
 
 
 def test_serve_session_over_pipes(root_server: Server, tmp_path: Path) -> None:
-    """The copied core as sshd runs it: SSH_ORIGINAL_COMMAND=--serve, requests on stdin."""
-    shutil.copytree(CORE_DIR, tmp_path / "multijhub_core", ignore=shutil.ignore_patterns("__pycache__"))
+    """The installed core as sshd runs it: SSH_ORIGINAL_COMMAND=--serve, requests on stdin."""
     proc = subprocess.Popen(
-        [sys.executable, "-E", "-s", "-m", "multijhub_core.probe", "--node", "hub1",
+        [sys.executable, "-E", "-s", "-m", "multijhub.core.probe", "--node", "hub1",
          "--runtime-template", str(root_server.runtime_dir)],
         cwd=tmp_path,
         env={"SSH_ORIGINAL_COMMAND": "--serve", "PATH": "/usr/bin:/bin"},

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from multijhub_core.procs import (
+from multijhub.core.procs import (
     CLOCK_SKEW_MAX,
     check_file,
     is_jupyter_server,
@@ -16,7 +16,7 @@ from multijhub_core.procs import (
     read_process,
     redact_cmdline,
 )
-from multijhub_core.runtime import RuntimeFile, list_runtime_files
+from multijhub.core.runtime import RuntimeFile, list_runtime_files
 from multijhub_servers import Server, fake_proc, shared_tmpdir, start_server, stop
 
 

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from multijhub_core.report import meminfo, node_report, node_servers_report
-from multijhub_core.runtime import RuntimeDirError
-from multijhub_core.usernames import InvalidUsername, UnknownUser
+from multijhub.core.report import meminfo, node_report, node_servers_report
+from multijhub.core.runtime import RuntimeDirError
+from multijhub.core.usernames import InvalidUsername, UnknownUser
 from multijhub_servers import Server, fake_proc, shared_tmpdir, start_server, stop
 
 
@@ -110,8 +110,7 @@ def test_an_unlistable_runtime_directory_is_reported_not_raised(tmp_path: Path) 
         # not root), which the runtime directory's mode 0700 keeps out.
         code = (
             "import encodings.ascii, json, os, pwd, sys\n"
-            "sys.path.insert(0, sys.argv[1]); import multijhub_servers\n"
-            "from multijhub_core.report import node_report\n"
+            "from multijhub.core.report import node_report\n"
             "pw = pwd.getpwnam('nobody'); os.setgroups([]); os.setgid(pw.pw_gid); os.setuid(pw.pw_uid)\n"
             "print(json.dumps(node_report('root', runtime_template=sys.argv[2])))\n"
         )

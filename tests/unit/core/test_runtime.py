@@ -6,7 +6,7 @@ import pwd
 from pathlib import Path
 
 import pytest
-from multijhub_core.runtime import (
+from multijhub.core.runtime import (
     RuntimeDirError,
     RuntimeFile,
     list_runtime_files,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pwd
 
 import pytest
-from multijhub_core.usernames import (
+from multijhub.core.usernames import (
     DEFAULT_PATTERN,
     InvalidUsername,
     InvalidUsernamePattern,

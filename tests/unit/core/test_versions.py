@@ -6,8 +6,8 @@ import os
 from importlib.metadata import version
 from pathlib import Path
 
-from multijhub_core.report import node_servers_report
-from multijhub_core.versions import installed_packages, outdated, server_prefix
+from multijhub.core.report import node_servers_report
+from multijhub.core.versions import installed_packages, outdated, server_prefix
 from multijhub_servers import Server, fake_proc
 
 

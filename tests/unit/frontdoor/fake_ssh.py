@@ -24,10 +24,10 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-import frontdoor_env  # noqa: F401 - puts the front door (multijhub_frontdoor) on sys.path
 import pytest
-from multijhub_frontdoor import probe as probe_mod
-from multijhub_frontdoor.config import SshConfig
+
+from multijhub.frontdoor import probe as probe_mod
+from multijhub.frontdoor.config import SshConfig
 
 FAKE_SSH = textwrap.dedent(
     """\
@@ -108,6 +108,11 @@ FAKE_SSH = textwrap.dedent(
                 print(json.dumps({{"pong": True, "node": host}}), flush=True)
                 continue
             if asked in conf.get("exit_on", []):
+                sys.stderr.write("Connection to hub closed by remote host.\\n")
+                sys.exit(255)
+            once = here / f"exited-once-{{asked}}"
+            if asked in conf.get("exit_once_on", []) and not once.exists():
+                once.touch()  # the first session asked this dies, as one whose hub rebooted
                 sys.stderr.write("Connection to hub closed by remote host.\\n")
                 sys.exit(255)
             time.sleep(conf.get("user_delay", {{}}).get(asked, 0.0))

@@ -5,13 +5,8 @@ A module of its own (not conftest) so that test directories can run together.
 
 from __future__ import annotations
 
-import atexit
 import json
-import os
 import re
-import shutil
-import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,24 +17,16 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from multijhub.frontdoor.app import create_app
+from multijhub.frontdoor.auth import AccountRefused
+from multijhub.frontdoor.config import load_config, read_secret_file
+from multijhub.frontdoor.hubapi import HubApi
+from multijhub.frontdoor.probe import ProbeError, RunResult, SshProbe
+from multijhub.frontdoor.resolver import Resolver
+from multijhub.frontdoor.store import SqliteStore
+
 ROOT = Path(__file__).resolve().parents[3]
 
-# multijhub_core is the collection's plugins/module_utils, as the role deploys it.
-_CORE_DIR = tempfile.mkdtemp(prefix="multijhub-core-")
-os.symlink(ROOT / "plugins" / "module_utils", Path(_CORE_DIR) / "multijhub_core")
-atexit.register(shutil.rmtree, _CORE_DIR, True)
-sys.path.insert(0, _CORE_DIR)
-sys.path.insert(0, str(ROOT / "roles" / "redirector" / "files"))
-# multijhub_hub.proof: the login proof code the role copies beside the front door.
-sys.path.insert(0, str(ROOT / "roles" / "jupyterhub" / "files"))
-
-from multijhub_frontdoor.app import create_app  # noqa: E402
-from multijhub_frontdoor.auth import AccountRefused  # noqa: E402
-from multijhub_frontdoor.config import load_config, read_secret_file  # noqa: E402
-from multijhub_frontdoor.hubapi import HubApi  # noqa: E402
-from multijhub_frontdoor.probe import ProbeError, RunResult, SshProbe  # noqa: E402
-from multijhub_frontdoor.resolver import Resolver  # noqa: E402
-from multijhub_frontdoor.store import SqliteStore  # noqa: E402
 
 GiB = 1024**3
 TOKEN = "test-token-0123456789abcdef"

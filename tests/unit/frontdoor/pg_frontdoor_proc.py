@@ -16,12 +16,13 @@ import time
 from pathlib import Path
 
 import frontdoor_env as conftest
-from multijhub_frontdoor import placing
-from multijhub_frontdoor.app import create_app
-from multijhub_frontdoor.config import StoreConfig, load_config
-from multijhub_frontdoor.hubapi import HubApi
-from multijhub_frontdoor.probe import SshProbe
-from multijhub_frontdoor.resolver import Resolver
+
+from multijhub.frontdoor import placing
+from multijhub.frontdoor.app import create_app
+from multijhub.frontdoor.config import StoreConfig, load_config
+from multijhub.frontdoor.hubapi import HubApi
+from multijhub.frontdoor.probe import SshProbe
+from multijhub.frontdoor.resolver import Resolver
 
 GiB = conftest.GiB
 

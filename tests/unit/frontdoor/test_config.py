@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 from frontdoor_env import ROOT, write_secret
-from multijhub_frontdoor.config import (
+
+from multijhub.frontdoor.config import (
     ConfigError,
     StoreConfig,
     load_config,
@@ -12,7 +13,7 @@ from multijhub_frontdoor.config import (
     parse_size,
     read_secret_file,
 )
-from multijhub_frontdoor.store import open_store
+from multijhub.frontdoor.store import open_store
 
 FULL = """
 deadline = 1.5
@@ -235,7 +236,7 @@ def test_proof_settings():
 
 
 def test_shipped_example_parses():
-    example = ROOT / "roles/redirector/files/multijhub_frontdoor/frontdoor.example.toml"
+    example = ROOT / "src/multijhub/frontdoor/frontdoor.example.toml"
     cfg = load_config(str(example))
     assert [n.name for n in cfg.nodes] == ["hub1", "hub2"]
     assert cfg.limits.mem_per_server == 2 * 1024**3

@@ -9,8 +9,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from frontdoor_env import build_env, evidence, write_secret
-from multijhub_frontdoor.config import ConfigError
-from multijhub_hub.proof import ProofError, ReplayCache, safe_next, verify_proof
+
+from multijhub.frontdoor.config import ConfigError
+from multijhub.hub.proof import ProofError, ReplayCache, safe_next, verify_proof
 
 KEY = "f" * 64
 OLD = "e" * 64

@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from frontdoor_env import TOKEN
-from multijhub_frontdoor.hubapi import HubApi, HubApiError
+
+from multijhub.frontdoor.hubapi import HubApi, HubApiError
 
 
 def api(hubs, node: str = "hub1", token: str = TOKEN) -> HubApi:

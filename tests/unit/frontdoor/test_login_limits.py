@@ -12,10 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from frontdoor_env import PASSWORDS, build_env, csrf_token, login
-from multijhub_frontdoor import auth as auth_module
-from multijhub_frontdoor.auth import AccountRefused, PamAuthenticator
-from multijhub_frontdoor.config import ConfigError
-from multijhub_frontdoor.throttle import FailureThrottle, Limit, parse_limits
+
+from multijhub.frontdoor import auth as auth_module
+from multijhub.frontdoor.auth import AccountRefused, PamAuthenticator
+from multijhub.frontdoor.config import ConfigError
+from multijhub.frontdoor.throttle import FailureThrottle, Limit, parse_limits
 
 
 def from_address(client, address: str):

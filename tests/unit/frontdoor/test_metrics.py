@@ -8,9 +8,10 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
-from frontdoor_env import _CORE_DIR, ROOT, GiB, build_env, evidence, login
-from multijhub_frontdoor import gunicorn_conf
+from frontdoor_env import ROOT, GiB, build_env, evidence, login
 from prometheus_client.parser import text_string_to_metric_families
+
+from multijhub.frontdoor import gunicorn_conf
 
 
 def scrape(client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -89,8 +90,7 @@ def test_each_app_has_its_own_registry(tmp_path, hubs, env):
 
 _MULTIPROC = """
 import json, sys
-sys.path[:0] = {paths!r}
-from multijhub_frontdoor.metrics import Metrics, multiprocess_dir
+from multijhub.frontdoor.metrics import Metrics, multiprocess_dir
 from prometheus_client.parser import text_string_to_metric_families
 role = sys.argv[1]
 m = Metrics(["hub1", "hub2"], multiproc_dir=multiprocess_dir())
@@ -110,8 +110,7 @@ else:
 
 def test_multiprocess_mode_adds_up_workers(tmp_path):
     """Two worker processes count, a third renders the sum (PROMETHEUS_MULTIPROC_DIR)."""
-    paths = [_CORE_DIR, str(ROOT / "roles/redirector/files"), str(ROOT / "roles/jupyterhub/files")]
-    script = _MULTIPROC.format(paths=paths)
+    script = _MULTIPROC.format()
     env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
     for _ in range(2):
         subprocess.run([sys.executable, "-c", script, "worker"], env=env, check=True)
@@ -123,7 +122,7 @@ def test_multiprocess_mode_adds_up_workers(tmp_path):
 
 
 def test_gunicorn_child_exit_marks_the_worker_dead(monkeypatch):
-    """Issue 17: the hook the unit loads (--config python:multijhub_frontdoor.gunicorn_conf)."""
+    """Issue 17: the hook the unit loads (--config python:multijhub.frontdoor.gunicorn_conf)."""
     dead: list[int] = []
     monkeypatch.setattr(gunicorn_conf.multiprocess, "mark_process_dead", dead.append)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/run/multijhub-frontdoor-metrics")
@@ -139,4 +138,4 @@ def test_the_unit_sets_a_multiprocess_dir_emptied_at_every_start():
     assert "Environment=PROMETHEUS_MULTIPROC_DIR=/run/{{ redirector_runtime_dir_name }}-metrics" in unit
     runtime = next(line for line in unit.splitlines() if line.startswith("RuntimeDirectory="))
     assert "{{ redirector_runtime_dir_name }}-metrics" in runtime
-    assert "--config python:multijhub_frontdoor.gunicorn_conf" in unit
+    assert "--config python:multijhub.frontdoor.gunicorn_conf" in unit

@@ -15,14 +15,14 @@ import time
 from pathlib import Path
 
 import pytest
-from frontdoor_env import _CORE_DIR, ROOT
-from multijhub_frontdoor.config import StoreConfig
-from multijhub_frontdoor.store import AssignmentStore, open_store
+from frontdoor_env import ROOT
+
+from multijhub.frontdoor.config import StoreConfig
+from multijhub.frontdoor.store import AssignmentStore, open_store
 
 pytest.importorskip("psycopg", reason="psycopg is not installed (pip install 'psycopg[binary]==3.3.9')")
 
 import psycopg
-from multijhub_frontdoor.pgstore import PostgresStore
 from pgserver import pg_dsn, pg_server  # noqa: F401 - fixtures
 
 # The SQLite store's contract, collected again here with this module's `store` fixture.
@@ -48,6 +48,8 @@ from test_store import (  # noqa: F401
     test_returning_user_placed_where_their_learned_size_fits,
     test_sticky_previous_with_room,
 )
+
+from multijhub.frontdoor.pgstore import PostgresStore
 
 
 @pytest.fixture
@@ -119,7 +121,7 @@ def test_two_front_door_processes_race_on_first_logins(pg_dsn, hubs, tmp_path): 
     """Two front doors, each believing another node is freest, log the same users in at once."""
     users = ["juser1", "juser2", "juser3"]
     script = Path(__file__).with_name("pg_frontdoor_proc.py")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(script.parent), _CORE_DIR]))
+    env = dict(os.environ)
     start = time.time() + 4.0
     procs = [
         subprocess.Popen(

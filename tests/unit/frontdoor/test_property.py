@@ -8,7 +8,8 @@ import pytest
 from frontdoor_env import build_env, csrf_token, start_hubs, stop_hubs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from multijhub_frontdoor.redirects import on_cluster, spawn_url, validate_next
+
+from multijhub.frontdoor.redirects import on_cluster, spawn_url, validate_next
 
 HOSTILE = "/\\:%.@#?&=;\r\n\t\x00\x7f -_~aAzZ09hub1:8000127.0.0.1éü\u2028"
 text = st.one_of(st.text(max_size=60), st.text(alphabet=HOSTILE, max_size=60))

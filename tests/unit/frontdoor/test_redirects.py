@@ -5,8 +5,9 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from multijhub_frontdoor.config import NodeConfig
-from multijhub_frontdoor.redirects import login_url, on_cluster, spawn_url, validate_next
+
+from multijhub.frontdoor.config import NodeConfig
+from multijhub.frontdoor.redirects import login_url, on_cluster, spawn_url, validate_next
 
 
 def node(name: str, base_url: str) -> NodeConfig:

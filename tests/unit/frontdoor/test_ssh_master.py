@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 from fake_ssh import settings
-from multijhub_core.decision import NodeAnswer
-from multijhub_frontdoor import probe as probe_mod
-from multijhub_frontdoor.config import NodeConfig, SshConfig
-from multijhub_frontdoor.probe import ProbeError, SshProbe
-from multijhub_frontdoor.resolver import Resolver
+from multijhub.core.decision import NodeAnswer
+
+from multijhub.frontdoor import probe as probe_mod
+from multijhub.frontdoor.config import NodeConfig, SshConfig
+from multijhub.frontdoor.probe import ProbeError, SshProbe
+from multijhub.frontdoor.resolver import Resolver
 
 
 def alive(path: str) -> bool:

@@ -8,8 +8,9 @@ import textwrap
 
 import pytest
 from frontdoor_env import FakeProbe
-from multijhub_frontdoor.config import SshConfig
-from multijhub_frontdoor.probe import ProbeError, RunResult, SshProbe, run_command
+
+from multijhub.frontdoor.config import SshConfig
+from multijhub.frontdoor.probe import ProbeError, RunResult, SshProbe, run_command
 
 SSH = SshConfig(
     user="multijhub-probe",

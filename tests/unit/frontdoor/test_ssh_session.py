@@ -18,11 +18,10 @@ from typing import Any
 
 import pytest
 from fake_ssh import FakeSsh, settings
-from multijhub_frontdoor import probe as probe_mod
-from multijhub_frontdoor.config import SshConfig
-from multijhub_frontdoor.probe import ProbeError, SshProbe
 
-CORE_PARENT = Path(__file__).resolve().parents[3] / "plugins"
+from multijhub.frontdoor import probe as probe_mod
+from multijhub.frontdoor.config import SshConfig
+from multijhub.frontdoor.probe import ProbeError, SshProbe
 
 
 @pytest.fixture
@@ -111,10 +110,33 @@ def test_a_session_owing_too_much_is_dropped(fake, warm):
 
 def test_a_closed_session_is_reported_and_replaced(fake, warm):
     probe = warm(exit_on=["boom"])
+    fake.wait_for("ask", "hub1")  # the warm-up's session answered its ping: it is kept, idle
     with pytest.raises(ProbeError, match="session closed: ssh exit 255: Connection to hub closed"):
         probe.report("hub1", "boom", 2.0)
-    assert probe.report("hub1", "juser1", 2.0)["user"] == "juser1"
+    # The kept session closed, then the new one asked in the same request closed too: an answer.
     assert len(fake.events("session", "hub1")) == 2
+    assert [row[3] for row in fake.events("ask", "hub1")] == ["--ping", "boom", "boom"]
+    assert probe.report("hub1", "juser1", 2.0)["user"] == "juser1"
+    assert len(fake.events("session", "hub1")) == 3
+
+
+def test_a_kept_session_that_died_while_idle_costs_no_request(fake, warm):
+    """A hub that rebooted: its kept session is gone; the request is asked again, on a new one."""
+    probe = warm(exit_once_on=["juser1"])
+    fake.wait_for("ask", "hub1")  # the warm-up's session answered its ping: it is kept, idle
+    answer = probe.report("hub1", "juser1", 2.0)
+    assert answer["user"] == "juser1"
+    sessions = [row[0] for row in fake.events("session", "hub1")]
+    assert len(sessions) == 2
+    assert answer["session"] == int(sessions[1])
+    assert probe.report("hub1", "juser2", 2.0)["session"] == int(sessions[1])  # the new one is kept
+
+
+def test_the_shared_connection_has_a_short_keepalive():
+    """ssh ends a connection to a hub that stopped answering within seconds, not minutes."""
+    argv = SshProbe(SshConfig("p", "/k", "/kh", "/run/x")).master_argv("hub1")
+    options = dict(argv[i + 1].split("=", 1) for i, word in enumerate(argv) if word == "-o")
+    assert int(options["ServerAliveInterval"]) * int(options["ServerAliveCountMax"]) <= 10
 
 
 def test_close_ends_the_sessions(fake, warm):
@@ -134,18 +156,14 @@ REAL_SERVE = textwrap.dedent(
     # SSH_ORIGINAL_COMMAND, as sshd does for the front door's key.
     import os, sys
     os.environ["SSH_ORIGINAL_COMMAND"] = sys.argv[-1]
-    os.environ["PYTHONPATH"] = {core!r}
-    os.execv(sys.executable, [sys.executable, "-m", "multijhub_core.probe", "--node", "hub1"])
+    os.execv(sys.executable, [sys.executable, "-m", "multijhub.core.probe", "--node", "hub1"])
     """
 )
 
 
 def test_the_core_probe_serves_a_session(tmp_path: Path):
-    core = tmp_path / "core"
-    core.mkdir()
-    (core / "multijhub_core").symlink_to(CORE_PARENT / "module_utils")
     ssh = tmp_path / "ssh"
-    ssh.write_text(REAL_SERVE.format(python=sys.executable, core=str(core)))
+    ssh.write_text(REAL_SERVE.format(python=sys.executable))
     ssh.chmod(0o755)
     probe = SshProbe(SshConfig("p", "/k", "/kh", str(tmp_path), control_persist="no", binary=str(ssh)))
     me = __import__("pwd").getpwuid(os.getuid()).pw_name

@@ -9,10 +9,11 @@ from dataclasses import replace
 
 import pytest
 from frontdoor_env import GiB
-from multijhub_core.placement import NodeLoad
-from multijhub_frontdoor.config import LimitsConfig
-from multijhub_frontdoor.placing import effective_loads, place_user
-from multijhub_frontdoor.store import AssignmentStore, PlacementContext, SqliteStore
+from multijhub.core.placement import NodeLoad
+
+from multijhub.frontdoor.config import LimitsConfig
+from multijhub.frontdoor.placing import effective_loads, place_user
+from multijhub.frontdoor.store import AssignmentStore, PlacementContext, SqliteStore
 
 LIMITS = LimitsConfig(mem_per_server=2 * GiB, pending_seconds=60, sticky_headroom=0.1)
 
@@ -258,8 +259,9 @@ def test_concurrent_first_logins_processes(tmp_path):
 
 # Learned sizes (issue 19): session peaks in the store, and placement by them.
 
-from multijhub_core.cgroupmem import UnitMemory  # noqa: E402
-from multijhub_frontdoor.placing import learned_sizes, observe, size_rule  # noqa: E402
+from multijhub.core.cgroupmem import UnitMemory  # noqa: E402
+
+from multijhub.frontdoor.placing import learned_sizes, observe, size_rule  # noqa: E402
 
 
 def unit(

@@ -1,17 +1,11 @@
-"""The hub-side package as the jupyterhub role installs it: ``multijhub_hub``."""
+"""Fixtures for the hub extensions (``multijhub.hub``, installed editable in the dev virtualenv)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT / "roles" / "jupyterhub" / "files"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from hubkeys import KEY, OLD_KEY, write_key  # noqa: E402
+from hubkeys import KEY, OLD_KEY, write_key
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Issue 17: is an account still allowed to log in (multijhub_hub.account), without a password."""
+"""Issue 17: is an account still allowed to log in (multijhub.hub.account), without a password."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import sys
 import types
 
 import pytest
-from multijhub_hub import account
+
+from multijhub.hub import account
 
 
 def test_pam_codes_map_to_account_states():

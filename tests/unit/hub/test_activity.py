@@ -1,4 +1,4 @@
-"""Busy kernels count as activity (multijhub_hub.activity): the rule, and the extension on a real server app.
+"""Busy kernels count as activity (multijhub.hub.activity): the rule, and the extension on a real server app.
 
 Needs jupyter_server (in the dev venv, as on the hubs).
 """
@@ -14,9 +14,10 @@ import pytest
 pytest.importorskip("jupyter_server", reason="jupyter_server is not installed in this venv")
 
 from jupyter_server.serverapp import ServerApp
-from multijhub_hub import activity
-from multijhub_hub.activity import SETTING, BusyKernelActivity, busy_since_activity, is_active
 from traitlets.config import Config
+
+from multijhub.hub import activity
+from multijhub.hub.activity import SETTING, BusyKernelActivity, busy_since_activity, is_active
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
 
@@ -88,7 +89,7 @@ def test_a_real_server_counts_a_busy_kernel_in_its_last_activity(tmp_path):
             config=Config(
                 {
                     "ServerApp": {
-                        "jpserver_extensions": {"multijhub_hub.activity": True},
+                        "jpserver_extensions": {"multijhub.hub.activity": True},
                         "open_browser": False,
                         "port": 0,
                         "root_dir": str(tmp_path),
@@ -117,4 +118,4 @@ def test_a_real_server_counts_a_busy_kernel_in_its_last_activity(tmp_path):
 
 
 def test_the_extension_point_names_this_module():
-    assert activity._jupyter_server_extension_points() == [{"module": "multijhub_hub.activity"}]
+    assert activity._jupyter_server_extension_points() == [{"module": "multijhub.hub.activity"}]

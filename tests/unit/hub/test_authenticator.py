@@ -16,15 +16,16 @@ pytest.importorskip("jupyterhub", reason="JupyterHub is not installed in this ve
 from hubkeys import KEY, OLD_KEY
 from jupyterhub.auth import DummyAuthenticator, PAMAuthenticator
 from jupyterhub.handlers.login import LoginHandler
-from multijhub_hub import account
-from multijhub_hub.authenticator import (
+from traitlets.config import Config
+
+from multijhub.hub import account
+from multijhub.hub.authenticator import (
     LOGIN_PATH,
     FrontDoorAuthenticator,
     FrontDoorMixin,
     ProofLoginHandler,
 )
-from multijhub_hub.proof import ProofError, create_proof
-from traitlets.config import Config
+from multijhub.hub.proof import ProofError, create_proof
 
 
 def make_auth(key_files, **traits):

@@ -1,4 +1,4 @@
-"""Kernels die first (multijhub_hub.kernels): the wrapper, the entry point, and a real kernel launch.
+"""Kernels die first (multijhub.hub.kernels): the wrapper, the entry point, and a real kernel launch.
 
 A real jupyter_client KernelManager starts a stand-in kernel (a Python process that sleeps) through
 the provisioner found by its entry point; its oom_score_adj is read back from /proc.
@@ -19,14 +19,15 @@ pytest.importorskip("jupyter_client", reason="jupyter_client is not installed in
 
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import KernelProvisionerFactory
-from multijhub_hub.kernels import (
+from traitlets.config import Config, LoggingConfigurable
+
+from multijhub.hub.kernels import (
     ENTRY_POINT_NAME,
     OomFirstProvisioner,
     read_oom_score_adj,
     wrap_command,
     wrapper_running,
 )
-from traitlets.config import Config, LoggingConfigurable
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="oom_score_adj is Linux only")
 FILES = Path(__file__).resolve().parents[3] / "roles" / "jupyterhub" / "files"

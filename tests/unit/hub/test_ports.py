@@ -8,7 +8,8 @@ import socket
 from types import SimpleNamespace
 
 import pytest
-from multijhub_hub.ports import (
+
+from multijhub.hub.ports import (
     PortRangeError,
     PortRangeExhausted,
     choose_port,
@@ -56,7 +57,7 @@ def test_port_is_free_sees_a_real_listener() -> None:
     assert port_is_free(port, "127.0.0.1")
 
 
-spawners = pytest.importorskip("multijhub_hub.spawners", reason="JupyterHub is not installed")
+spawners = pytest.importorskip("multijhub.hub.spawners", reason="JupyterHub is not installed")
 
 
 @pytest.mark.parametrize("cls", [spawners.RangeLocalProcessSpawner, spawners.RangeSystemdSpawner])

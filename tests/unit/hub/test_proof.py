@@ -7,7 +7,8 @@ import json
 import pytest
 from hubkeys import KEY, OLD_KEY, write_key
 from itsdangerous import URLSafeSerializer
-from multijhub_hub.proof import (
+
+from multijhub.hub.proof import (
     SALT,
     ProofError,
     ProofKeyError,

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import pwd
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ansible.plugins.loader import init_plugin_loader
+from module_harness import patch_exit
+from multijhub_servers import (  # tests/unit/core (pytest's pythonpath)
+    Server,
+    shared_tmpdir,
+    start_server,
+    stop,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT / "tests" / "unit" / "core"))
-
-from ansible.plugins.loader import init_plugin_loader  # noqa: E402
-from module_harness import patch_exit  # noqa: E402
-from multijhub_servers import Server, shared_tmpdir, start_server, stop  # noqa: E402
 
 init_plugin_loader([str(ROOT / "collections")])
 

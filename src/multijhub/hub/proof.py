@@ -3,7 +3,7 @@
 The front door creates one after it has authenticated the user and chosen the node; the
 browser carries it to ``{hub}/hub/multijhub-login`` in a POST body (never in a URL); the
 hub verifies it. Plain Python on top of itsdangerous (HMAC-SHA256), no JupyterHub import:
-the front door imports this very file as ``multijhub_hub.proof``.
+the front door imports this very file as ``multijhub.hub.proof``.
 
 Claims: ``sub`` (user name), ``aud`` (hub node name), ``iat``/``exp`` (epoch seconds),
 ``jti`` (random, single use) and ``next`` (a path on the hub). Key rotation: pass the keys

@@ -1,4 +1,4 @@
-"""gunicorn settings the app needs: ``gunicorn --config python:multijhub_frontdoor.gunicorn_conf``.
+"""gunicorn settings the app needs: ``gunicorn --config python:multijhub.frontdoor.gunicorn_conf``.
 
 With several workers, prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``,
 set by the systemd unit to an empty directory on local disk, recreated at every start) adds

@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-from multijhub_core.cgroupmem import UnitMemory
+from multijhub.core.cgroupmem import UnitMemory
 
 HISTORY_SECONDS = 7 * 24 * 3600
 MEMORY_HISTORY = 10  # session peaks kept per user

@@ -1,4 +1,4 @@
-"""gunicorn entry point: ``gunicorn multijhub_frontdoor.wsgi:app``.
+"""gunicorn entry point: ``gunicorn multijhub.frontdoor.wsgi:app``.
 
 The configuration file is named by $MULTIJHUB_FRONTDOOR_CONFIG
 (default /etc/multijhub-frontdoor/frontdoor.toml).

@@ -9,9 +9,9 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-from multijhub_core.cgroupmem import UnitMemory
-from multijhub_core.decision import Decision, NodeAnswer, combine, decide
-from multijhub_core.placement import NodeLoad
+from multijhub.core.cgroupmem import UnitMemory
+from multijhub.core.decision import Decision, NodeAnswer, combine, decide
+from multijhub.core.placement import NodeLoad
 
 from .config import NodeConfig
 from .hubapi import HubApi, HubApiError

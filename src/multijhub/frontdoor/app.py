@@ -11,10 +11,11 @@ from flask.typing import ResponseReturnValue
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from multijhub_hub.proof import ProofKeyError, load_keys
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
+
+from multijhub.hub.proof import ProofKeyError, load_keys
 
 from .admin import make_admin_blueprint
 from .auth import AccountChecker, Authenticator, PamAuthenticator, in_group

@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 
 from flask import abort, redirect, render_template
 from flask.typing import ResponseReturnValue
-from multijhub_hub.proof import create_proof
+
+from multijhub.hub.proof import create_proof
 
 from .config import NodeConfig
 from .redirects import on_cluster, spawn_url

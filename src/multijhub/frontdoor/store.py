@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Protocol
 
-from multijhub_core.cgroupmem import UnitMemory
+from multijhub.core.cgroupmem import UnitMemory
 
 from .config import ConfigError, StoreConfig
 from .sqlstore import (

@@ -3,7 +3,7 @@
 PAM (python-pam) checks the password and then the account (``pam_acct_mgmt``): an expired
 account or a password that must be changed fails with its own code, which is told to the
 user (only after a correct password). ``AccountChecker`` asks again, without a password,
-at every hand-off to a hub (``multijhub_hub.account``, through pamela).
+at every hand-off to a hub (``multijhub.hub.account``, through pamela).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from collections.abc import Callable
 from typing import Protocol
 
 import pam
-from multijhub_core.usernames import DEFAULT_PATTERN, InvalidUsername, normalize_username, validate_username
-from multijhub_hub import account
+
+from multijhub.core.usernames import DEFAULT_PATTERN, InvalidUsername, normalize_username, validate_username
+from multijhub.hub import account
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +34,11 @@ class Authenticator(Protocol):
     def authenticate(self, username: str, password: str) -> bool: ...
 
 
-AccountChecker = Callable[[str], str]  # user -> multijhub_hub.account state
+AccountChecker = Callable[[str], str]  # user -> multijhub.hub.account state
 
 
 class AccountRefused(Exception):
-    """Right password, but the account may not log in; ``state`` from multijhub_hub.account."""
+    """Right password, but the account may not log in; ``state`` from multijhub.hub.account."""
 
     def __init__(self, state: str) -> None:
         super().__init__(state)

@@ -29,6 +29,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from multijhub.core.probe import PING, SERVE  # the protocol's words: one definition, the hub's probe
+
 from .config import SshConfig
 
 log = logging.getLogger(__name__)
@@ -37,11 +39,21 @@ MAX_OUTPUT = 1024 * 1024
 MASTER_GRACE = 5.0  # seconds a master may take beyond ConnectTimeout (key exchange, auth)
 MASTER_RETRY = 10.0  # after a failed master, probes connect directly this long
 MASTER_POLL = 0.05  # how often a waiting probe looks for another process's master
-PING = "--ping"  # a session request that is never a user name: the probe answers {"pong": true}
+# ssh's own keepalive (ServerAliveInterval/CountMax) ends a shared connection whose hub stopped
+# answering within about ALIVE_INTERVAL * ALIVE_COUNT seconds. A hub that lost power and came
+# back drops the old connection's packets (its firewall does not know it): without the
+# keepalive, the master and every session through it would look alive and swallow requests
+# until each request's deadline. 2 s x 3: a real reboot always takes longer than that.
+ALIVE_INTERVAL = 2
+ALIVE_COUNT = 3
 
 
 class ProbeError(Exception):
     """The probe gave no usable report."""
+
+
+class SessionClosed(ProbeError):
+    """A persistent session ended (its ssh exited, or its stdin or stdout closed)."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +141,7 @@ class Channel:
         except OSError as exc:
             why = self._why()
             self.close()
-            raise ProbeError(f"probe session closed: {why}") from exc
+            raise SessionClosed(f"probe session closed: {why}") from exc
         self.owed += 1
         while True:
             line = self._read_line(end)
@@ -155,7 +167,7 @@ class Channel:
             if not chunk:
                 why = self._why()
                 self.close()
-                raise ProbeError(f"probe session closed: {why}")
+                raise SessionClosed(f"probe session closed: {why}")
             self._buffer += chunk
             if len(self._buffer) > MAX_OUTPUT:
                 self.close()
@@ -235,8 +247,8 @@ class SshProbe:
             "-o", "PasswordAuthentication=no",
             "-o", "KbdInteractiveAuthentication=no",
             "-o", f"ConnectTimeout={s.connect_timeout}",
-            "-o", "ServerAliveInterval=10",
-            "-o", "ServerAliveCountMax=3",
+            "-o", f"ServerAliveInterval={ALIVE_INTERVAL}",
+            "-o", f"ServerAliveCountMax={ALIVE_COUNT}",
             "-o", "LogLevel=ERROR",
             "-i", s.key_file,
             "-l", s.user,
@@ -250,7 +262,7 @@ class SshProbe:
     def serve_argv(self, host: str) -> list[str]:
         """A persistent session: the hub's probe answers one line per request line."""
         s = self.settings
-        return [s.binary, "-T", "-a", "-x", *self._options(host, "no"), "--", host, "--serve"]
+        return [s.binary, "-T", "-a", "-x", *self._options(host, "no"), "--", host, SERVE]
 
     def master_argv(self, host: str) -> list[str]:
         """The shared connection: no command (``-N``); with ControlPersist it forks to
@@ -280,11 +292,23 @@ class SshProbe:
         return parse_report(result.stdout, result.returncode, result.stderr, username)
 
     def _ask(self, host: str, request: str, end: float) -> bytes:
-        """One exchange over a borrowed persistent session (a new one if none is idle)."""
+        """One exchange over a borrowed persistent session (a new one if none is idle).
+
+        A kept session that turns out closed when used (its connection died with the
+        hub, e.g. a reboot, while it sat idle) costs no request: it is dropped and the
+        request goes once more on a new session, within the same deadline ``end``
+        (monotonic seconds). A new session that closes is the hub's answer: ProbeError.
+        """
         channel = self._borrow(host, end)
         try:
-            if channel is None:
-                channel = Channel(self.serve_argv(host))
+            if channel is not None:
+                try:
+                    return channel.exchange(request, end - time.monotonic())
+                except SessionClosed as exc:
+                    log.info("a kept probe session to %s had closed (%s); asking on a new one", host, exc)
+                    if end - time.monotonic() <= 0:
+                        raise
+            channel = Channel(self.serve_argv(host))
             return channel.exchange(request, end - time.monotonic())
         finally:
             self._give_back(host, channel)

@@ -6,7 +6,7 @@ from collections.abc import Collection
 from concurrent.futures import wait
 from dataclasses import dataclass
 
-from multijhub_core.placement import learned_size, promised
+from multijhub.core.placement import learned_size, promised
 
 from .config import LimitsConfig
 from .hubapi import HubApiError

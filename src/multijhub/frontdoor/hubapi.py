@@ -17,7 +17,7 @@ import time
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from multijhub_core.hubs import default_server
+from multijhub.core.hubs import default_server
 
 
 class HubApiError(Exception):

@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import tomllib
-from multijhub_core.usernames import DEFAULT_PATTERN, InvalidUsernamePattern, compile_pattern
+
+from multijhub.core.usernames import DEFAULT_PATTERN, InvalidUsernamePattern, compile_pattern
 
 from .throttle import Limit, parse_limits
 
@@ -78,7 +79,7 @@ class LimitsConfig:
     mem_per_server: int = 0  # bytes; also the size of a user with no recorded session
     pending_seconds: float = 120.0
     sticky_headroom: float = 0.0  # placement study (issue 19): learned sizes already count growth
-    # Learned sizes (multijhub_core.placement.SizeRule): quantile of the last sessions' peaks.
+    # Learned sizes (multijhub.core.placement.SizeRule): quantile of the last sessions' peaks.
     learned_quantile: float = 0.9
     # The quantile the node's other servers (running or placed) count at: placement study (issue 19).
     learned_running_quantile: float = 0.7
@@ -112,7 +113,7 @@ class Config:
     login_failures_per_address: tuple[Limit, ...] = field(
         default_factory=lambda: parse_limits(DEFAULT_FAILURES_PER_ADDRESS, "login_failures_per_address")
     )
-    username_pattern: str = DEFAULT_PATTERN  # the site's user-name rule (multijhub_core.usernames)
+    username_pattern: str = DEFAULT_PATTERN  # the site's user-name rule (multijhub.core.usernames)
     account_check: bool = True  # ask PAM account management at every hand-off
     proxy_count: int = 0
     workers: int = 0  # thread pool size for node queries; 0 = automatic
@@ -473,3 +474,32 @@ def read_secret_file(path: str, what: str) -> str:
     if not value:
         raise ConfigError(f"{what} {path}: file is empty")
     return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``multijhub-frontdoor-check-config [FILE]``: validate a configuration, change nothing.
+
+    FILE defaults to $MULTIJHUB_FRONTDOOR_CONFIG. Exit 0 and ``FILE: ok`` when the file parses and
+    validates; exit 1 and the first problem on stderr (key path and reason) otherwise. The
+    redirector role runs it as the configuration template's ``validate:`` command.
+    """
+    import argparse  # noqa: PLC0415 - only the command needs it
+    import sys  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(
+        prog="multijhub-frontdoor-check-config", description="Validate a front door configuration file."
+    )
+    parser.add_argument("file", nargs="?", help=f"the TOML file (default: ${ENV_VAR} or {DEFAULT_PATH})")
+    args = parser.parse_args(argv)
+    path = args.file or os.environ.get(ENV_VAR) or DEFAULT_PATH
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        print(f"multijhub-frontdoor-check-config: {exc}", file=sys.stderr)
+        return 1
+    print(f"{path}: ok")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -123,7 +123,7 @@ class BusyKernelActivity(LoggingConfigurable):
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
-    return [{"module": "multijhub_hub.activity"}]
+    return [{"module": "multijhub.hub.activity"}]
 
 
 def _load_jupyter_server_extension(serverapp: ServerApp) -> None:

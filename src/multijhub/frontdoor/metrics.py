@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from multijhub_core.placement import NodeLoad
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -21,6 +20,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+from multijhub.core.placement import NodeLoad
 
 PREFIX = "multijhub_frontdoor"
 FAILURE_KINDS = (

@@ -10,15 +10,16 @@ from urllib.parse import urlencode
 from flask import Blueprint, abort, current_app, redirect, render_template, request, session
 from flask.typing import ResponseReturnValue
 from flask_limiter import Limiter
-from multijhub_core.usernames import InvalidUsername, normalize_username, validate_username
-from multijhub_hub import account
+
+from multijhub.core.usernames import InvalidUsername, normalize_username, validate_username
+from multijhub.hub import account
 
 from .auth import AccountChecker, AccountRefused, Authenticator, LoginRefused, check_login, in_group
 from .config import Config, NodeConfig
 from .forms import GoForm, LoginForm, LogoutForm
 from .handoff import send_to_hub
 from .metrics import Metrics
-from .placing import observe, place_user
+from .placing import drained_nodes, observe, place_user
 from .redirects import login_url, validate_next
 from .resolver import Resolution, Resolver
 from .store import AssignmentStore
@@ -288,7 +289,7 @@ def _resolve_and_send(user: str, next_path: str) -> ResponseReturnValue:
             form=LogoutForm(),
         )
         return body, 503, {"Retry-After": "5"}
-    drained = fd.config.drained | fd.store.drained_nodes()
+    drained = drained_nodes(fd.config.drained, fd.store)
     placement = place_user(fd.store, user, resolution.loads, drained=drained, limits=fd.config.limits)
     if placement is None:
         fd.metrics.failure("no_node")

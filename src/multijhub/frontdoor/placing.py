@@ -2,7 +2,7 @@
 
 Learned sizes (issue 19): ``observe`` records every answering node's servers' memory (the
 probe's ``units``, from their cgroups) in the store; ``place_user`` then counts each server at
-its user's learned size (``multijhub_core.placement.learned_size`` over the store's session
+its user's learned size (``multijhub.core.placement.learned_size`` over the store's session
 peaks): the new server as its ``need``, a running one by what it is still expected to grow
 (``reserved``), a placed one not visible yet as pending.
 
@@ -18,11 +18,17 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 
-from multijhub_core.cgroupmem import UnitMemory
-from multijhub_core.placement import NodeLoad, SizeRule, choose_node, learned_size, reserved
+from multijhub.core.cgroupmem import UnitMemory
+from multijhub.core.placement import NodeLoad, SizeRule, choose_node, learned_size, reserved
 
 from .config import LimitsConfig
 from .store import AssignmentStore, OomKill, Placement, PlacementContext
+
+
+def drained_nodes(config_drained: Collection[str], store: AssignmentStore) -> frozenset[str]:
+    """The nodes no new server goes to: drained in the inventory (configuration) or on the admin
+    page / by drain.yml (the store). The one place this set is assembled."""
+    return frozenset(config_drained) | frozenset(store.drained_nodes())
 
 
 def size_rule(limits: LimitsConfig, *, running: bool = False) -> SizeRule:
