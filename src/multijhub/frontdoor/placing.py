@@ -91,16 +91,17 @@ def effective_loads(
 
     Without ``pending_users``, each pending placement counts ``mem_per_server``. With them,
     each user placed recently counts at their learned size from ``sizes`` (``mem_per_server``
-    for a user without one) unless their server already shows among the node's units.
+    for a user without one) unless their server already shows among the units of any node
+    (there it is counted; a server started elsewhere is not also pending here).
     """
     pending = pending or {}
     sizes = sizes or {}
+    visible = {u.user for load in loads for u in load.units}  # on any node: placed, or found elsewhere
     out = []
     for load in loads:
         if pending_users is None:
             waiting = pending.get(load.name, 0) * mem_per_server
         else:
-            visible = {u.user for u in load.units}
             names = [user for user in pending_users.get(load.name, ()) if user not in visible]
             waiting = sum(sizes.get(user, mem_per_server) for user in names)
         out.append(

@@ -360,3 +360,20 @@ def test_new_server_at_learned_quantile_others_at_learned_running_quantile(store
     assert place_user(store, "cy", later, drained=(), limits=limits, now=300.0).node == "hub1"
     every = replace(limits, learned_running_quantile=0.9)
     assert place_user(store, "dan", later, drained=(), limits=every, now=600.0).node == "hub2"
+
+
+def test_a_pending_user_whose_server_shows_on_another_node_is_not_pending():
+    """jadmin was placed on hub2 a moment ago but his server runs on hub1 (started there): it is
+    counted on hub1 among its units, not also as pending memory on hub2."""
+    loads = [
+        NodeLoad("hub1", 8 * GiB, 16 * GiB, units=(unit("jadmin", 1, session="j"),)),
+        NodeLoad("hub2", 8 * GiB, 16 * GiB),
+    ]
+    out = effective_loads(
+        loads,
+        drained=(),
+        pending_users={"hub2": ("jadmin", "new")},
+        sizes={"jadmin": 3 * GiB},
+        mem_per_server=GiB,
+    )
+    assert [(n.name, n.pending) for n in out] == [("hub1", 0), ("hub2", GiB)]
