@@ -62,7 +62,7 @@ root=$(mktemp -d /var/tmp/multijhub-vmroot.XXXXXX)
 trap 'rm -rf "$root" "$root.log" "$cache/base.raw.new"' EXIT
 say "debootstrap bookworm with the cloud kernel (from the host's apt mirror) into $root"
 debootstrap --variant=minbase \
-  --include=systemd,systemd-sysv,udev,kmod,dbus,linux-image-cloud-amd64,initramfs-tools,openssh-server,nfs-kernel-server,nfs-common,nfs4-acl-tools,acl,python3,python3-venv,python3-apt,iproute2,procps,sudo,ca-certificates \
+  --include=systemd,systemd-sysv,udev,kmod,dbus,linux-image-cloud-amd64,initramfs-tools,openssh-server,nfs-kernel-server,nfs-common,nfs4-acl-tools,acl,python3,python3-venv,python3-packaging,python3-apt,iproute2,procps,sudo,ca-certificates \
   bookworm "$root" "$host_apt_mirror" >"$root.log" 2>&1 || { tail -n 30 "$root.log" >&2; die "debootstrap failed"; }
 
 # Same apt sources as the host (a role may still install something); the host's local CA

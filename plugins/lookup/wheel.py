@@ -69,6 +69,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 from ansible.errors import AnsibleError
@@ -84,20 +85,40 @@ SOURCE_DATE_EPOCH = "315532800"
 BUILD = "import sys; from setuptools import build_meta; print(build_meta.build_wheel(sys.argv[1]))"
 
 
+# Left out of the wheel and of its version label: editors' and patch tools' leftovers.
+JUNK_SUFFIXES = ("~", ".swp", ".swo", ".orig", ".rej", ".pyc", ".pyo")
+
+
 def source_files(root: Path) -> list[Path]:
-    """The wheel's source files below ``root`` (relative paths, sorted; compiled files left out)."""
+    """The wheel's source files below ``root`` (relative paths, sorted; compiled files left out).
+
+    Raises AnsibleError for a directory that cannot be read or a symbolic link in the
+    sources: either would silently leave files out of the wheel.
+    """
     files: list[Path] = []
     for name in SOURCES:
         top = root / name
-        if top.is_file():
+        if top.is_file() and not top.is_symlink():
             files.append(Path(name))
             continue
-        if not top.is_dir():
+        if not top.is_dir() or top.is_symlink():
             raise AnsibleError(f"multijhub.cluster.wheel: {top} is missing (an incomplete collection?)")
-        for path in top.rglob("*"):
-            rel = path.relative_to(root)
-            if path.is_file() and "__pycache__" not in rel.parts and path.suffix not in (".pyc", ".pyo"):
-                files.append(rel)
+
+        def unreadable(error: OSError) -> None:
+            raise AnsibleError(f"multijhub.cluster.wheel: cannot read {error.filename}: {error.strerror}")
+
+        for dirpath, dirnames, filenames in os.walk(top, onerror=unreadable):
+            dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+            for entry in sorted(dirnames + filenames):
+                path = Path(dirpath) / entry
+                if path.is_symlink():
+                    raise AnsibleError(
+                        f"multijhub.cluster.wheel: {path} is a symbolic link; the sources may hold none"
+                    )
+            for entry in filenames:
+                path = Path(dirpath) / entry
+                if path.is_file() and not entry.endswith(JUNK_SUFFIXES):
+                    files.append(path.relative_to(root))
     return sorted(files)
 
 
@@ -147,7 +168,14 @@ def build(root: Path, files: list[Path], label: str, out: Path) -> Path:
         name = proc.stdout.strip().splitlines()[-1]
         out.mkdir(parents=True, exist_ok=True)
         final = out / name
-        shutil.move(str(dist / name), str(final))  # same name in the cache: one wheel per directory
+        # Copied under a temporary name and renamed into place: a full disk or a crash never
+        # leaves a partial wheel under the final name.
+        part = out / f".{name}.{os.getpid()}.part"
+        try:
+            shutil.copyfile(dist / name, part)
+            os.replace(part, final)
+        finally:
+            part.unlink(missing_ok=True)
         return final
 
 
@@ -161,17 +189,41 @@ def wheel_info(path: Path) -> dict[str, str]:
     }
 
 
+def usable(path: Path) -> bool:
+    """Whether ``path`` is a complete wheel of multijhub (a zip whose members all check out)."""
+    try:
+        with zipfile.ZipFile(path) as wheel:
+            return wheel.testzip() is None and "multijhub/__init__.py" in wheel.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def find_or_build(root: Path, cache: Path) -> dict[str, str]:
-    """The wheel for the sources below ``root``: from ``cache`` or built into it (under a lock)."""
+    """The wheel for the sources below ``root``: from ``cache`` or built into it (under a lock).
+
+    Only the wheel named for this label counts; a cached one that is not a complete wheel
+    (a truncated copy, say) is built again. Raises AnsibleError when the cache cannot be
+    written or the build fails.
+    """
     files = source_files(root)
     label = "s" + source_hash(root, files)[:12]
     out = cache / label
-    cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / ".lock", "w") as lock:  # forks evaluating the lookup at once build once
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        found = sorted(out.glob("*.whl")) if out.is_dir() else []
-        path = found[0] if found else build(root, files, label, out)
-    return wheel_info(path)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        with open(cache / ".lock", "w") as lock:  # forks evaluating the lookup at once build once
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            found = [p for p in sorted(out.glob(f"multijhub-*+{label}-*.whl")) if p.is_file() and usable(p)]
+            path = found[0] if found else build(root, files, label, out)
+            if not usable(path):
+                raise AnsibleError(
+                    f"multijhub.cluster.wheel: the wheel built at {path} is not a complete wheel"
+                )
+            return wheel_info(path)
+    except OSError as exc:
+        raise AnsibleError(
+            f"multijhub.cluster.wheel: cannot use the wheel cache {cache} ({exc.strerror}: {exc.filename}); "
+            "set MULTIJHUB_WHEEL_CACHE to a writable directory"
+        ) from exc
 
 
 class LookupModule(LookupBase):

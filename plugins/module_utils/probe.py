@@ -133,7 +133,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return code
         requested = positional[0]
     if requested == SERVE:
-        return serve(options, sys.stdin.buffer, sys.stdout.buffer)
+        try:
+            return serve(options, sys.stdin.buffer, sys.stdout.buffer)
+        except BrokenPipeError:
+            # The reader went away (the front door closed the session): nothing left to answer.
+            # stdout is pointed at /dev/null so that the interpreter's final flush is quiet too.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
     code, doc = answer(requested, options)
     _write(sys.stdout.buffer, doc)
     return code

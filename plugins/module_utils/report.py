@@ -70,9 +70,9 @@ def evidence_to_dict(ev: Evidence) -> dict[str, Any]:
 def _list_files(runtime_dir: str, uid: int, gid: int) -> list[RuntimeFile]:
     try:
         return list_runtime_files(runtime_dir)
-    except RuntimeDirError:
+    except RuntimeDirError as exc:
         # root squashed over NFS cannot enter a 0700 home: list it as the user instead.
-        if os.geteuid() != 0 or uid == 0:
+        if os.geteuid() != 0 or uid == 0 or exc.errno == errno.E2BIG:
             raise
         return list_runtime_files_as(runtime_dir, uid, gid)
 
@@ -114,7 +114,7 @@ def node_report(
     try:
         files = _list_files(runtime_dir, pw.pw_uid, pw.pw_gid)
     except RuntimeDirError as exc:
-        if exc.errno not in (errno.EACCES, errno.EPERM):
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.E2BIG):  # else: not a directory
             raise
         files, runtime_error = [], str(exc.strerror or exc)
     evidence = [evidence_to_dict(check_file(f, pw.pw_uid, proc_root)) for f in files]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -23,6 +24,14 @@ KINDS = ("jpserver", "nbserver")
 
 _NAME = re.compile(r"(jpserver|nbserver)-([1-9][0-9]{0,9})\.json")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+# A user's runtime directory holds a few files. A user who fills it (any user can) must not make
+# every probe about them cost seconds of CPU and megabytes of answer: past these bounds the
+# directory counts as one that cannot be listed (the answer then rests on the hub and the
+# user's processes, as for a broken grant).
+MAX_SERVER_FILES = 256
+MAX_ENTRIES = 10000
 
 
 class RuntimeDirError(OSError):
@@ -83,7 +92,13 @@ def list_runtime_files(path: str) -> list[RuntimeFile]:
     found: list[RuntimeFile] = []
     try:
         with os.scandir(path) as entries:
-            for entry in entries:
+            for seen, entry in enumerate(entries, 1):
+                if seen > MAX_ENTRIES or len(found) >= MAX_SERVER_FILES:
+                    raise RuntimeDirError(
+                        errno.E2BIG,
+                        f"too many files in the runtime directory {path} (over {MAX_SERVER_FILES} server"
+                        f" files or {MAX_ENTRIES} entries): not examined",
+                    )
                 parsed = parse_runtime_name(entry.name)
                 if parsed is None:
                     continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import stat
@@ -160,7 +161,10 @@ def _num(table: dict[str, Any], key: str, where: str, default: float) -> float:
     value = table[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{where}{key}: expected a number, got {_type_name(value)}")
-    return float(value)
+    number = float(value)  # an int too large for a float raises OverflowError: load_config says so
+    if not math.isfinite(number):
+        raise ConfigError(f"{where}{key}: expected a finite number, got {value}")
+    return number
 
 
 def _check_unknown(table: dict[str, Any], allowed: set[str], where: str) -> None:
@@ -208,12 +212,12 @@ def _parse_node(raw: object, index: int) -> NodeConfig:
         raise ConfigError(f"nodes[{index}]: expected a table")
     _check_unknown(raw, {"name", "base_url", "api_url", "api_token_file", "ssh_host"}, where)
     name = _req(raw, "name", str, where)
-    if not _NODE_NAME.match(name):
+    if not _NODE_NAME.fullmatch(name):
         raise ConfigError(f"{where}name: invalid node name {name!r}")
     base_url = _base_url(_req(raw, "base_url", str, where), f"{where}base_url")
     api_url = _base_url(_opt(raw, "api_url", str, where, base_url), f"{where}api_url")
     ssh_host = _opt(raw, "ssh_host", str, where, name)
-    if not _SSH_HOST.match(ssh_host):
+    if not _SSH_HOST.fullmatch(ssh_host):
         raise ConfigError(f"{where}ssh_host: invalid host {ssh_host!r}")
     return NodeConfig(
         name=name,
@@ -243,10 +247,10 @@ def _parse_ssh(raw: object) -> SshConfig:
         where,
     )
     user = _req(raw, "user", str, where)
-    if not _SSH_USER.match(user):
+    if not _SSH_USER.fullmatch(user):
         raise ConfigError(f"{where}user: invalid user name {user!r}")
     persist = str(raw.get("control_persist", "10m"))
-    if not _PERSIST.match(persist):
+    if not _PERSIST.fullmatch(persist):
         raise ConfigError(f"{where}control_persist: invalid value {persist!r}")
     timeout = _opt(raw, "connect_timeout", int, where, 2)
     if timeout < 1:
@@ -386,11 +390,11 @@ def parse_config(data: dict[str, Any]) -> Config:
         if not isinstance(item, str) or item not in names:
             raise ConfigError(f"drained: {item!r} is not a configured node")
     pam_service = _opt(data, "pam_service", str, "", "login")
-    if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", pam_service):
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", pam_service):
         raise ConfigError(f"pam_service: invalid service name {pam_service!r}")
     session_hours = _num(data, "session_hours", "", 8.0)
-    if session_hours <= 0:
-        raise ConfigError("session_hours: must be positive")
+    if not 0 < session_hours <= 24 * 366:
+        raise ConfigError("session_hours: must be positive and at most a year (8784)")
     proof_max_age = _num(data, "proof_max_age", "", 30.0)
     if not 1 <= proof_max_age <= 300:
         raise ConfigError("proof_max_age: must be between 1 and 300 seconds")
@@ -440,20 +444,36 @@ def parse_config(data: dict[str, Any]) -> Config:
     )
 
 
+MAX_CONFIG_BYTES = 1024 * 1024  # a configuration is a few kB; /dev/zero or a log is refused
+
+
 def load_config(path: str | None = None) -> Config:
     """Read the TOML file at ``path`` (default: $MULTIJHUB_FRONTDOOR_CONFIG)."""
     path = path or os.environ.get(ENV_VAR) or DEFAULT_PATH
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+        # O_NONBLOCK: a FIFO under the name must not hang the caller (site.yml's validate:).
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise ConfigError(f"configuration {path}: not a regular file")
+            if info.st_size > MAX_CONFIG_BYTES:
+                raise ConfigError(f"configuration {path}: larger than {MAX_CONFIG_BYTES} bytes")
+            data = tomllib.loads(fh.read(MAX_CONFIG_BYTES + 1).decode("utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{path}: invalid TOML: nested too deeply") from exc
     try:
         return parse_config(data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    except (ValueError, OverflowError) as exc:  # a value out of any sane range (e.g. 400 digits)
+        raise ConfigError(f"{path}: a value out of range: {exc}") from exc
 
 
 def read_secret_file(path: str, what: str) -> str:

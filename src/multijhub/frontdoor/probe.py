@@ -99,6 +99,21 @@ def run_command(argv: Sequence[str], timeout: float) -> RunResult:
 
 
 MAX_OWED = 2  # answers a session may still owe (requests that timed out) before it is dropped
+STDERR_KEPT = 4096  # bytes of a session's stderr kept for its error message
+
+
+def _in_step(request: str, line: bytes) -> bool:
+    """Whether ``line`` can be the answer to ``request``: a pong for a ping, else a report
+    naming that user or an error (which names none); anything else means a lost step."""
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        return True  # parse_report says what is wrong with it
+    if not isinstance(doc, dict):
+        return True
+    if request == PING:
+        return doc.get("pong") is True
+    return "pong" not in doc and doc.get("user", request) == request
 
 
 class Channel:
@@ -129,6 +144,8 @@ class Channel:
         os.set_blocking(self._out, False)
         os.set_blocking(self._err, False)
         self._buffer = b""
+        self._err_tail = b""  # the end of what ssh wrote to stderr (read as it comes)
+        self._err_open = True
         self.owed = 0
         self.closed = False
 
@@ -147,18 +164,28 @@ class Channel:
             line = self._read_line(end)
             self.owed -= 1
             if self.owed == 0:
+                if not _in_step(request, line):
+                    # One answer too many or too few: every later answer would be for the wrong
+                    # request. The session is closed, never resynchronised.
+                    self.close()
+                    raise ProbeError("probe session out of step (an answer for another request)")
                 return line
 
     def _read_line(self, end: float) -> bytes:
         poller = select.poll()
         poller.register(self._out, select.POLLIN)
+        if self._err_open:
+            poller.register(self._err, select.POLLIN)
         while b"\n" not in self._buffer:
             left = end - time.monotonic()
             if left <= 0:
                 if self.owed > MAX_OWED:
                     self.close()
                 raise ProbeError("probe timed out")
-            if not poller.poll(left * 1000):
+            events = poller.poll(left * 1000)
+            if self._err_open and any(fd == self._err for fd, _ in events):
+                self._drain_stderr(poller)
+            if not any(fd == self._out for fd, _ in events):
                 continue
             try:
                 chunk = os.read(self._out, 65536)
@@ -175,11 +202,25 @@ class Channel:
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line
 
+    def _drain_stderr(self, poller: select.poll) -> None:
+        """Read what ssh wrote to stderr (its pipe would fill and stall the session); keep the end."""
+        try:
+            chunk = os.read(self._err, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self._err_open = False
+            poller.unregister(self._err)
+            return
+        self._err_tail = (self._err_tail + chunk)[-STDERR_KEPT:]
+
     def _why(self) -> str:
         try:
-            err = os.read(self._err, 65536)
+            err = self._err_tail + (os.read(self._err, 65536) if self._err_open else b"")
         except OSError:
-            err = b""
+            err = self._err_tail
         try:
             code: int | None = self.proc.wait(timeout=0.05)
         except subprocess.TimeoutExpired:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -142,3 +143,18 @@ def test_serve_session_over_pipes(root_server: Server, tmp_path: Path) -> None:
     proc.stdin.close()
     assert proc.wait(timeout=10) == 0
     assert proc.stdout.read() == b""
+
+
+def test_a_session_whose_reader_went_away_ends_quietly() -> None:
+    """The front door closed the session: no traceback on the hub (found by a breaker)."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    with subprocess.Popen(
+        [sys.executable, "-m", "multijhub.core.probe", "--serve"],
+        stdin=subprocess.PIPE,
+        stdout=writer,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        os.close(writer)
+        _out, err = proc.communicate(b"nobody\n" * 100, timeout=60)
+    assert proc.returncode == 0 and b"Traceback" not in err, err

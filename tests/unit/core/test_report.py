@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from multijhub.core.report import meminfo, node_report, node_servers_report
-from multijhub.core.runtime import RuntimeDirError
+from multijhub.core.runtime import MAX_SERVER_FILES, RuntimeDirError
 from multijhub.core.usernames import InvalidUsername, UnknownUser
 from multijhub_servers import Server, fake_proc, shared_tmpdir, start_server, stop
 
@@ -126,3 +126,15 @@ def test_an_unlistable_runtime_directory_is_reported_not_raised(tmp_path: Path) 
         assert report["evidence"] == [] and isinstance(report["processes"], list)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_flooded_runtime_directory_is_reported_not_raised(tmp_path: Path) -> None:
+    """The answer then rests on the user's processes and the hub, as for a broken grant."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    for pid in range(1, MAX_SERVER_FILES + 2):
+        (runtime / f"jpserver-{pid}.json").write_text("")
+    report = node_report("root", runtime_template=str(runtime))
+    assert "too many files" in report["runtime_error"]
+    assert report["evidence"] == [] and isinstance(report["processes"], list)
+    assert len(json.dumps(report)) < 100_000

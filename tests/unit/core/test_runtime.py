@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import builtins
+import errno
 import os
 import pwd
 from pathlib import Path
 
 import pytest
 from multijhub.core.runtime import (
+    MAX_SERVER_FILES,
     RuntimeDirError,
     RuntimeFile,
     list_runtime_files,
@@ -148,3 +150,15 @@ def test_remove_skips_a_symlink_file(shared_dir: Path) -> None:
         ["jpserver-5.json"],
     )
     assert target.read_text() == "keep"
+
+
+def test_a_flooded_runtime_directory_is_not_examined(shared_dir: Path) -> None:
+    """Any user can fill their runtime directory: the listing stops at a bound, never costs seconds."""
+    for pid in range(1, MAX_SERVER_FILES + 2):
+        (shared_dir / f"jpserver-{pid}.json").write_text("")
+    with pytest.raises(RuntimeDirError, match="too many files") as err:
+        list_runtime_files(str(shared_dir))
+    assert err.value.errno == errno.E2BIG
+    for pid in range(2, MAX_SERVER_FILES + 2):
+        (shared_dir / f"jpserver-{pid}.json").unlink()
+    assert [f.pid for f in list_runtime_files(str(shared_dir))] == [1]

@@ -116,8 +116,11 @@ FAKE_SSH = textwrap.dedent(
                 sys.stderr.write("Connection to hub closed by remote host.\\n")
                 sys.exit(255)
             time.sleep(conf.get("user_delay", {{}}).get(asked, 0.0))
-            print(json.dumps({{"user": asked, "via": via, "session": os.getpid(),
-                              "mem_available": 1, "mem_total": 2, "evidence": []}}), flush=True)
+            sys.stderr.write("w" * conf.get("stderr_per_request", 0))  # sshd's or a shell's chatter
+            sys.stderr.flush()
+            for _ in range(2 if asked in conf.get("twice_on", []) else 1):  # a faulty hub side
+                print(json.dumps({{"user": asked, "via": via, "session": os.getpid(),
+                                  "mem_available": 1, "mem_total": 2, "evidence": []}}), flush=True)
     log("probe", host, user, via)
     if via == "direct":
         time.sleep(conf.get("direct_delay", 0.0))

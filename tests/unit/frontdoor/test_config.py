@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from frontdoor_env import ROOT, write_secret
 
@@ -265,3 +267,52 @@ def test_learned_size_settings():
     default = parse_config(minimal()).limits
     assert (default.learned_quantile, default.learned_cap, default.forget_after_days) == (0.9, 0, 90.0)
     assert default.learned_running_quantile == 0.7
+
+
+def _full(old: str, new: str) -> bytes:
+    assert old in FULL
+    return FULL.replace(old, new).encode()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'store = "\xff\xfe"\n', "not UTF-8 text"),
+        (b"x = " + b"[" * 100_000, "invalid TOML"),
+        (
+            FULL.replace("session_hours = 12", "session_hours = nan").encode(),
+            "session_hours: expected a finite",
+        ),
+        (
+            FULL.replace("session_hours = 12", "session_hours = 1e308").encode(),
+            "session_hours: must be positive",
+        ),
+        (
+            FULL.replace("pending_seconds = 90", "pending_seconds = inf").encode(),
+            "pending_seconds: expected a finite",
+        ),
+        (FULL.replace("session_hours = 12", "session_hours = " + "9" * 400).encode(), "out of range"),
+        (_full('name = "hub1"', 'name = "hub1\\n"'), "name"),
+        (_full('pam_service = "jupyterhub"', 'pam_service = "login\\n"'), "pam_service"),
+        (_full('control_persist = "15m"', 'control_persist = "15m\\n"'), "control_persist"),
+    ],
+)
+def test_hostile_files_are_a_clear_error(tmp_path, content, message):
+    """Found by a breaker: each of these was a traceback, or accepted and crashed the app later."""
+    path = tmp_path / "f.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message):
+        load_config(str(path))
+
+
+def test_what_is_not_a_regular_file_is_refused_without_reading(tmp_path):
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)  # opening it for reading used to wait for a writer: a hung validate:
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_config(str(fifo))
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_config("/dev/zero")
+    big = tmp_path / "big.toml"
+    big.write_bytes(b"#" * (2 * 1024 * 1024))
+    with pytest.raises(ConfigError, match="larger than"):
+        load_config(str(big))

@@ -132,6 +132,27 @@ def test_a_kept_session_that_died_while_idle_costs_no_request(fake, warm):
     assert probe.report("hub1", "juser2", 2.0)["session"] == int(sessions[1])  # the new one is kept
 
 
+def test_a_session_out_of_step_is_closed_never_answering_for_another_request(fake, warm):
+    """A hub side that answered twice: the next request would read the previous one's answer."""
+    probe = warm(twice_on=["alice"])
+    fake.wait_for("ask", "hub1")
+    assert probe.report("hub1", "alice", 2.0)["user"] == "alice"
+    with pytest.raises(ProbeError, match="out of step"):
+        probe.report("hub1", "bob", 2.0)  # read alice's second answer: the session is dropped
+    for user in ("bob", "carol", "bob"):
+        assert probe.report("hub1", user, 2.0)["user"] == user  # a new session, in step
+    assert len(fake.events("session", "hub1")) == 2
+
+
+def test_a_session_whose_ssh_writes_to_stderr_does_not_stall(fake, warm):
+    """ssh's stderr is read as it comes: a full pipe (64 KiB) once stalled every later request."""
+    probe = warm(channels=1, stderr_per_request=4000)
+    fake.wait_for("ask", "hub1")
+    for i in range(40):  # 160 kB of stderr through one session
+        assert probe.report("hub1", f"u{i}", 2.0)["user"] == f"u{i}"
+    assert len(fake.events("session", "hub1")) == 1
+
+
 def test_the_shared_connection_has_a_short_keepalive():
     """ssh ends a connection to a hub that stopped answering within seconds, not minutes."""
     argv = SshProbe(SshConfig("p", "/k", "/kh", "/run/x")).master_argv("hub1")

@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from ansible.errors import AnsibleError
 from ansible_collections.multijhub.cluster.plugins.lookup import wheel as lookup
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -123,3 +124,54 @@ def test_a_pinned_hash_that_does_not_match_installs_nothing(built: dict[str, str
     )  # fmt: skip
     assert out.returncode != 0 and "sha256" in (out.stdout + out.stderr).lower()
     assert not list(venv.glob("lib/*/site-packages/multijhub"))
+
+
+def _copy_sources(tmp_path: Path) -> Path:
+    tree = tmp_path / "tree"
+    for name in lookup.SOURCES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, tree / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (tree / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, tree / name)
+    return tree
+
+
+def test_a_truncated_wheel_in_the_cache_is_built_again(built: dict[str, str], tmp_path: Path) -> None:
+    """A partial copy (a full disk, a crash) under the final name is never handed to pip."""
+    cache = tmp_path / "cache"
+    shutil.copytree(Path(built["path"]).parents[1], cache)
+    cached = cache / Path(built["path"]).parent.name / built["filename"]
+    cached.write_bytes(cached.read_bytes()[:1000])
+    stray = cached.parent / "multijhub-0.0.9-py3-none-any.whl"  # another wheel in the directory
+    shutil.copy2(built["path"], stray)
+    again = lookup.find_or_build(ROOT, cache)
+    assert again["sha256"] == built["sha256"] and again["filename"] == built["filename"]
+    assert lookup.usable(Path(again["path"]))
+
+
+def test_a_symlink_in_the_sources_is_refused(tmp_path: Path) -> None:
+    """rglob skipped a symlinked directory: the wheel lost the front door's templates silently."""
+    tree = _copy_sources(tmp_path)
+    templates = tree / "src/multijhub/frontdoor/templates"
+    templates.rename(tmp_path / "real-templates")
+    templates.symlink_to(tmp_path / "real-templates")
+    with pytest.raises(AnsibleError, match="templates is a symbolic link"):
+        lookup.find_or_build(tree, tmp_path / "cache")
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*.whl"))
+
+
+def test_editor_leftovers_change_neither_the_wheel_nor_its_version(
+    built: dict[str, str], tmp_path: Path
+) -> None:
+    tree = _copy_sources(tmp_path)
+    (tree / "src/multijhub/frontdoor/static/style.css~").write_text("old")
+    assert lookup.find_or_build(tree, tmp_path / "cache")["filename"] == built["filename"]
+
+
+def test_a_cache_that_cannot_be_written_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(AnsibleError, match=r"cannot use the wheel cache .*MULTIJHUB_WHEEL_CACHE"):
+        lookup.find_or_build(ROOT, blocker / "cache")
