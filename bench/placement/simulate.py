@@ -21,7 +21,7 @@ from typing import Any
 
 from placesim.engine import Cluster
 from placesim.plot import plot_runs, plot_tradeoff
-from placesim.policies import DEFAULTS, sweep_label
+from placesim.policies import DEFAULTS, running_label, sweep_label
 from placesim.report import PLOT_NAME, TRADEOFF_NAME, markdown, table, verdict
 from placesim.study import TARGET_KEPT, TARGET_RATIO, StudyConfig, run_study, summarize
 from placesim.workload import WorkloadParams
@@ -31,12 +31,18 @@ def _floats(text: str) -> tuple[float, ...]:
     return tuple(float(x) for x in text.split(",") if x.strip())
 
 
-def tradeoff_points(
-    policies: dict[str, Any], default: float, sweep: tuple[float, ...]
-) -> list[tuple[str, float, float]]:
-    """(label, kept fraction, peak ratio) of multijhub over ``sticky_headroom`` and the other policies."""
-    rows = [(f"sticky_headroom={default:g} (default)", "multijhub")]
-    rows += [(f"sticky_headroom={h:g}", sweep_label(h)) for h in sweep]
+def tradeoff_points(policies: dict[str, Any], config: StudyConfig) -> list[tuple[str, float, float]]:
+    """(label, kept fraction, peak ratio) of multijhub over ``sticky_headroom``, over
+    ``learned_running_quantile``, and of the other policies."""
+    rows = [
+        (
+            f"defaults: sticky_headroom={config.sticky_headroom:g}, "
+            f"learned_running_quantile={config.running_quantile:g}",
+            "multijhub",
+        )
+    ]
+    rows += [(f"sticky_headroom={h:g}", sweep_label(h)) for h in config.headroom_sweep]
+    rows += [(f"learned_running_quantile={q:g}", running_label(q)) for q in config.running_sweep]
     rows += [(name, name) for name in ("multijhub before (fixed sizes)", "random", "round-robin")]
     return [(label, policies[row]["kept_fraction"], policies[row]["peak_ratio"]) for label, row in rows]
 
@@ -52,11 +58,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mem-per-server-gib", type=float, default=2.0, help="front door reservation")
     p.add_argument("--pending-seconds", type=float, default=DEFAULTS.pending_seconds)
     p.add_argument("--sticky-headroom", type=float, default=DEFAULTS.sticky_headroom)
+    p.add_argument("--running-quantile", type=float, default=DEFAULTS.learned_running_quantile)
     p.add_argument(
         "--headroom-sweep",
         type=_floats,
         default=(0.05, 0.1, 0.2, 1.0),
         help="comma-separated sticky_headroom values for the trade-off table and plot ('' for none)",
+    )
+    p.add_argument(
+        "--running-sweep",
+        type=_floats,
+        default=(0.5, 0.6, 0.8, 0.9),
+        help="comma-separated learned_running_quantile values for the trade-off ('' for none)",
     )
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--out", type=Path, default=Path("bench/results/placement"))
@@ -72,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         mem_per_server_gib=args.mem_per_server_gib,
         pending_seconds=args.pending_seconds,
         sticky_headroom=args.sticky_headroom,
+        running_quantile=args.running_quantile,
         headroom_sweep=args.headroom_sweep,
+        running_sweep=args.running_sweep,
         workload=WorkloadParams(),
     )
     started = time.perf_counter()
@@ -88,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     main_runs = [r for r in runs if not r.policy.startswith("multijhub,")]
     title = f"{config.cluster.nodes} x {config.cluster.node_mem_gib:g} GiB, seed {seed}"
     plot_runs(main_runs, config.cluster.node_mem_gib, args.out / PLOT_NAME, title)
-    if config.headroom_sweep:
-        points = tradeoff_points(summary["policies"], config.sticky_headroom, config.headroom_sweep)
+    if config.headroom_sweep or config.running_sweep:
+        points = tradeoff_points(summary["policies"], config)
         plot_tradeoff(points, args.out / TRADEOFF_NAME, (TARGET_KEPT, TARGET_RATIO))
     print(
         f"measured working-day load: {100 * summary['load']['mean']:.1f} % "

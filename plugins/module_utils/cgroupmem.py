@@ -14,6 +14,12 @@ nested at most twice: ``system.slice/<unit>`` by default). What is read there:
 ``session`` is the cgroup directory's inode number: a new server (a new cgroup) gets a new one,
 so the front door can tell one session's peak from the next. A unit that stopped has no cgroup
 left: what it used is only known from earlier reports.
+
+``node_bound`` reads the node's own limit: the root of the cgroup hierarchy as the node sees it.
+On a host that root has no limit; in a container with its own cgroup namespace (podman's
+``--cgroupns=private``, LXC) it is the container's cgroup, whose ``memory.max`` /
+``memory.limit_in_bytes`` bounds what the node's servers can get, while ``/proc/meminfo`` still
+shows the whole host's memory.
 """
 
 from __future__ import annotations
@@ -23,11 +29,21 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["UNIT_PREFIX", "UNIT_SUFFIX", "UnitMemory", "read_unit", "scan_units", "unit_name"]
+__all__ = [
+    "UNIT_PREFIX",
+    "UNIT_SUFFIX",
+    "NodeBound",
+    "UnitMemory",
+    "node_bound",
+    "read_unit",
+    "scan_units",
+    "unit_name",
+]
 
 UNIT_PREFIX = "jupyter-"
 UNIT_SUFFIX = "-singleuser.service"
 _SLICE_PATTERNS = ("*.slice/{unit}", "*.slice/*.slice/{unit}")
+_UNLIMITED = 2**62  # cgroup v1 writes "no limit" as 2**63 - 1 rounded down to a page
 
 
 @dataclass(frozen=True)
@@ -116,3 +132,38 @@ def scan_units(cgroup_root: str = "/sys/fs/cgroup") -> list[UnitMemory]:
                 if unit is not None:
                     found[user] = unit
     return [found[u] for u in sorted(found)]
+
+
+@dataclass(frozen=True)
+class NodeBound:
+    """The node's own cgroup limit and what it counts as used there (bytes)."""
+
+    limit: int
+    used: int  # usage minus inactive file cache (the kernel reclaims that first): the working set
+
+    @property
+    def available(self) -> int:
+        """Bytes left under the limit (never negative)."""
+        return max(0, self.limit - self.used)
+
+
+def node_bound(cgroup_root: str = "/sys/fs/cgroup") -> NodeBound | None:
+    """The memory limit of the root of this node's cgroup hierarchy; None when it has none.
+
+    cgroup v2: ``memory.max`` ("max" or absent: no limit), ``memory.current`` and
+    ``inactive_file`` of ``memory.stat`` at ``cgroup_root``; v1: ``memory.limit_in_bytes``
+    (2**63 - 1 rounded to a page: no limit), ``memory.usage_in_bytes`` and ``total_inactive_file``
+    of ``memory.stat`` under ``<cgroup_root>/memory``. Unreadable files mean no known limit.
+    """
+    if os.path.exists(os.path.join(cgroup_root, "cgroup.controllers")):
+        limit = _read_int(os.path.join(cgroup_root, "memory.max"))  # "max" does not parse: None
+        usage = _read_int(os.path.join(cgroup_root, "memory.current"))
+        inactive = _read_key(os.path.join(cgroup_root, "memory.stat"), "inactive_file")
+    else:
+        root = os.path.join(cgroup_root, "memory")
+        limit = _read_int(os.path.join(root, "memory.limit_in_bytes"))
+        usage = _read_int(os.path.join(root, "memory.usage_in_bytes"))
+        inactive = _read_key(os.path.join(root, "memory.stat"), "total_inactive_file")
+    if limit is None or usage is None or limit >= _UNLIMITED:
+        return None
+    return NodeBound(limit, max(0, usage - inactive))

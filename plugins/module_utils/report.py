@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from .cgroupmem import scan_units
+from .cgroupmem import node_bound, scan_units
 from .procs import Evidence, check_file, is_singleuser_server, list_jupyter_processes, redact_cmdline
 from .runtime import (
     RuntimeDirError,
@@ -23,7 +23,14 @@ from .runtime import (
 from .usernames import lookup_user, validate_username
 from .versions import installed_packages, outdated, server_prefix
 
-__all__ = ["evidence_to_dict", "meminfo", "missing_user_report", "node_report", "node_servers_report"]
+__all__ = [
+    "evidence_to_dict",
+    "meminfo",
+    "missing_user_report",
+    "node_memory",
+    "node_report",
+    "node_servers_report",
+]
 
 
 def meminfo(proc_root: str = "/proc") -> tuple[int, int]:
@@ -37,6 +44,20 @@ def meminfo(proc_root: str = "/proc") -> tuple[int, int]:
                 factor = 1024 if parts[1:2] == ["kB"] else 1
                 values[key] = int(parts[0]) * factor
     return values.get("MemAvailable", 0), values.get("MemTotal", 0)
+
+
+def node_memory(proc_root: str = "/proc", cgroup_root: str = "/sys/fs/cgroup") -> tuple[int, int]:
+    """(available, total) bytes of this node: ``meminfo``, bounded by its own cgroup's limit.
+
+    A node that is a container with its own cgroup namespace sees the host's /proc/meminfo; its
+    real memory is its cgroup's limit (``cgroupmem.node_bound``): total is the smaller of MemTotal
+    and the limit, available the smaller of MemAvailable and what is left under the limit.
+    """
+    available, total = meminfo(proc_root)
+    bound = node_bound(cgroup_root)
+    if bound is None or bound.limit >= total:
+        return available, total
+    return min(available, bound.available), bound.limit
 
 
 def evidence_to_dict(ev: Evidence) -> dict[str, Any]:
@@ -135,7 +156,7 @@ def node_report(
         files, runtime_error = [], str(exc.strerror or exc)
         denied = exc.errno in (errno.EACCES, errno.EPERM)
     evidence = [evidence_to_dict(check_file(f, pw.pw_uid, proc_root)) for f in files]
-    mem_available, mem_total = meminfo(proc_root)
+    mem_available, mem_total = node_memory(proc_root, cgroup_root)
     units = [u.to_dict() for u in scan_units(cgroup_root)]
     report: dict[str, Any] = {
         "node": node or socket.gethostname(),
@@ -173,7 +194,7 @@ def node_report(
 
 
 def missing_user_report(
-    username: str, *, node: str | None = None, proc_root: str = "/proc"
+    username: str, *, node: str | None = None, proc_root: str = "/proc", cgroup_root: str = "/sys/fs/cgroup"
 ) -> dict[str, Any]:
     """This node's answer for a valid name that has no account here (``user_exists`` false).
 
@@ -181,7 +202,7 @@ def missing_user_report(
     account missing on this node only). No server of that user can run here: no evidence, no
     runtime directory. Raises InvalidUsername for a malformed name.
     """
-    mem_available, mem_total = meminfo(proc_root)
+    mem_available, mem_total = node_memory(proc_root, cgroup_root)
     return {
         "node": node or socket.gethostname(),
         "user": validate_username(username, pattern=None),
@@ -204,7 +225,9 @@ def _user_name(uid: int) -> str:
         return str(uid)
 
 
-def node_servers_report(*, node: str | None = None, proc_root: str = "/proc") -> dict[str, Any]:
+def node_servers_report(
+    *, node: str | None = None, proc_root: str = "/proc", cgroup_root: str = "/sys/fs/cgroup"
+) -> dict[str, Any]:
     """Every Jupyter server process on this node with its owner (the reverse question).
 
     Processes are per node, so this is correct on a shared home where runtime files are not.
@@ -212,7 +235,7 @@ def node_servers_report(*, node: str | None = None, proc_root: str = "/proc") ->
     ``outdated`` (``["jupyterlab 4.6.7"]``: installed after it started, so it still runs older code).
     """
     procs = list_jupyter_processes(proc_root)
-    mem_available, mem_total = meminfo(proc_root)
+    mem_available, mem_total = node_memory(proc_root, cgroup_root)
     now = time.time()
     installed: dict[str, dict[str, dict[str, Any]]] = {}
     for p in procs:

@@ -127,6 +127,7 @@ class MultijhubPolicy:
         mem_per_server: int,
         pending_seconds: float = DEFAULTS.pending_seconds,
         sticky_headroom: float = DEFAULTS.sticky_headroom,
+        running_quantile: float = DEFAULTS.learned_running_quantile,
         learns: bool = True,
         label: str | None = None,
     ) -> None:
@@ -135,6 +136,7 @@ class MultijhubPolicy:
             pending_seconds=pending_seconds,
             sticky_headroom=sticky_headroom,
             learned_quantile=DEFAULTS.learned_quantile,
+            learned_running_quantile=running_quantile,
             learned_floor=DEFAULTS.learned_floor,
             learned_cap=0,  # the study's servers have no memory limit
             memory_history=DEFAULTS.memory_history,
@@ -166,12 +168,15 @@ def make_policies(
     mem_per_server: int,
     pending_seconds: float = DEFAULTS.pending_seconds,
     sticky_headroom: float = DEFAULTS.sticky_headroom,
+    running_quantile: float = DEFAULTS.learned_running_quantile,
     headroom_sweep: Sequence[float] = (),
+    running_sweep: Sequence[float] = (),
 ) -> list[Policy]:
     """Fresh policies for one seed, in the order they are reported.
 
-    ``headroom_sweep`` adds multijhub's policy (learned sizes) again with other values
-    of ``sticky_headroom`` (the trade-off study, reported apart).
+    ``headroom_sweep`` and ``running_sweep`` add multijhub's policy (learned sizes) again with
+    other values of ``sticky_headroom`` or ``learned_running_quantile`` (the trade-off study,
+    reported apart).
     """
     policies: list[Policy] = [
         RandomPolicy(seed),
@@ -183,7 +188,10 @@ def make_policies(
             learns=False,
         ),
         MultijhubPolicy(
-            mem_per_server=mem_per_server, pending_seconds=pending_seconds, sticky_headroom=sticky_headroom
+            mem_per_server=mem_per_server,
+            pending_seconds=pending_seconds,
+            sticky_headroom=sticky_headroom,
+            running_quantile=running_quantile,
         ),
         OraclePolicy(),
     ]
@@ -193,7 +201,18 @@ def make_policies(
                 mem_per_server=mem_per_server,
                 pending_seconds=pending_seconds,
                 sticky_headroom=headroom,
+                running_quantile=running_quantile,
                 label=sweep_label(headroom),
+            )
+        )
+    for quantile in running_sweep:
+        policies.append(
+            MultijhubPolicy(
+                mem_per_server=mem_per_server,
+                pending_seconds=pending_seconds,
+                sticky_headroom=sticky_headroom,
+                running_quantile=quantile,
+                label=running_label(quantile),
             )
         )
     return policies
@@ -202,3 +221,8 @@ def make_policies(
 def sweep_label(headroom: float) -> str:
     """The row name of multijhub's policy with another ``sticky_headroom``."""
     return f"multijhub, sticky_headroom={headroom:g}"
+
+
+def running_label(quantile: float) -> str:
+    """The row name of multijhub's policy with another ``learned_running_quantile``."""
+    return f"multijhub, learned_running_quantile={quantile:g}"

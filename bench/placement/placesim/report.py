@@ -8,7 +8,7 @@ from typing import Any
 from .study import MAIN, TARGET_KEPT, TARGET_RATIO, Study, sweep_rows
 
 PLOT_NAME = "placement.png"
-TRADEOFF_NAME = "tradeoff.png"
+TRADEOFF_NAME = "tradeoff.svg"  # text: the README shows it as generated
 
 
 def _ratio(p: dict[str, Any]) -> str:
@@ -81,7 +81,8 @@ def markdown(study: Study, summary: dict[str, Any], command: str) -> str:
         f"system and the hub), {len(study.results)} seeds, {summary['users']} users, "
         f"peak arrival rate {summary['peak_rate_per_min']:.2f}/min (calibrated). Front door: "
         f"mem_per_server {c.mem_per_server_gib:g} GiB, pending_seconds {c.pending_seconds:g}, "
-        f"sticky_headroom {c.sticky_headroom:g}. Medians over seeds; the last of {c.workload.days} "
+        f"sticky_headroom {c.sticky_headroom:g}, learned_running_quantile {c.running_quantile:g}. "
+        f"Medians over seeds; the last of {c.workload.days} "
         "simulated days is measured.",
         "",
         load_line(study, summary),
@@ -95,6 +96,7 @@ def markdown(study: Study, summary: dict[str, Any], command: str) -> str:
     if sweep:
         lines += [
             "Trade-off: multijhub's policy (the same code, learned sizes) over `sticky_headroom` "
+            "and over `learned_running_quantile` "
             f"(plot: {TRADEOFF_NAME}).",
             "",
             table(study, summary, ["multijhub", *sweep]),
@@ -114,8 +116,9 @@ def markdown(study: Study, summary: dict[str, Any], command: str) -> str:
         "that land on it. *oracle (reference)* knows every server's final size (no front door can) "
         "and is a bound, not a contender. *multijhub* is the front door's code with learned sizes: "
         "the probes report each running server's memory and peak (cgroup), the store keeps each "
-        "user's session peaks, a server counts at the 0.9 quantile of its user's last 10 peaks "
-        "(mem_per_server for a user not seen before). *multijhub before (fixed sizes)* is the same "
+        "user's session peaks, a new server counts at the 0.9 quantile of its user's last 10 peaks "
+        "(mem_per_server for a user not seen before), the servers already on a node (running or "
+        "placed) at the learned_running_quantile of theirs. *multijhub before (fixed sizes)* is the same "
         "code without the servers' memory: every new or pending server counts mem_per_server.",
         "",
         f"Reproduce: `{command}`",

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .engine import Cluster, Run, replay
-from .policies import BEFORE, DEFAULTS, MULTIJHUB, GiB, make_policies, sweep_label
+from .policies import BEFORE, DEFAULTS, MULTIJHUB, GiB, make_policies, running_label, sweep_label
 from .workload import WorkloadParams, calibrate_peak_rate, make_trace, working_day_load
 
 TARGET_RATIO = 1.15
@@ -29,7 +29,9 @@ class StudyConfig:
     mem_per_server_gib: float = 2.0  # the role's default jupyterhub_mem_limit
     pending_seconds: float = DEFAULTS.pending_seconds
     sticky_headroom: float = DEFAULTS.sticky_headroom
+    running_quantile: float = DEFAULTS.learned_running_quantile
     headroom_sweep: tuple[float, ...] = (0.05, 0.1, 0.2, 1.0)
+    running_sweep: tuple[float, ...] = (0.5, 0.6, 0.8, 0.9)
     workload: WorkloadParams = field(default_factory=WorkloadParams)
 
 
@@ -53,7 +55,9 @@ def run_seed(config: StudyConfig, peak_rate: float, seed: int) -> SeedResult:
         mem_per_server=int(config.mem_per_server_gib * GiB),
         pending_seconds=config.pending_seconds,
         sticky_headroom=config.sticky_headroom,
+        running_quantile=config.running_quantile,
         headroom_sweep=config.headroom_sweep,
+        running_sweep=config.running_sweep,
     )
     runs = []
     for policy in policies:
@@ -158,5 +162,6 @@ def representative_seed(study: Study) -> int:
 
 
 def sweep_rows(study: Study) -> list[str]:
-    """Names of the sensitivity rows, in order."""
-    return [sweep_label(h) for h in study.config.headroom_sweep]
+    """Names of the sensitivity rows, in order: over sticky_headroom, then learned_running_quantile."""
+    config = study.config
+    return [sweep_label(h) for h in config.headroom_sweep] + [running_label(q) for q in config.running_sweep]

@@ -82,6 +82,8 @@ class LimitsConfig:
     sticky_headroom: float = 0.0  # placement study (issue 19): learned sizes already count growth
     # Learned sizes (multijhub.core.placement.SizeRule): quantile of the last sessions' peaks.
     learned_quantile: float = 0.9
+    # The quantile the node's other servers (running or placed) count at: placement study (issue 19).
+    learned_running_quantile: float = 0.7
     learned_floor: int = 128 * 1024**2  # bytes
     learned_cap: int = 0  # bytes; 0 = no cap (else the servers' memory limit)
     memory_history: int = 10  # session peaks kept per user
@@ -295,6 +297,7 @@ def _parse_limits(raw: object) -> LimitsConfig:
             "pending_seconds",
             "sticky_headroom",
             "learned_quantile",
+            "learned_running_quantile",
             "learned_floor",
             "learned_cap",
             "memory_history",
@@ -313,6 +316,9 @@ def _parse_limits(raw: object) -> LimitsConfig:
     quantile = _num(raw, "learned_quantile", where, 0.9)
     if not 0 < quantile <= 1:
         raise ConfigError(f"{where}learned_quantile: must be above 0 and at most 1")
+    running = _num(raw, "learned_running_quantile", where, 0.7)
+    if not 0 < running <= 1:
+        raise ConfigError(f"{where}learned_running_quantile: must be above 0 and at most 1")
     floor = parse_size(raw.get("learned_floor", "128M"), f"{where}learned_floor")
     cap = parse_size(raw.get("learned_cap", 0), f"{where}learned_cap")
     # A cap below the floor (a memory limit under 128M) wins: learned_size applies it last.
@@ -330,6 +336,7 @@ def _parse_limits(raw: object) -> LimitsConfig:
         pending_seconds=pending,
         sticky_headroom=headroom,
         learned_quantile=quantile,
+        learned_running_quantile=running,
         learned_floor=floor,
         learned_cap=cap,
         memory_history=history,

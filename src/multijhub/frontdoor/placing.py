@@ -5,6 +5,12 @@ probe's ``units``, from their cgroups) in the store; ``place_user`` then counts 
 its user's learned size (``multijhub.core.placement.learned_size`` over the store's session
 peaks): the new server as its ``need``, a running one by what it is still expected to grow
 (``reserved``), a placed one not visible yet as pending.
+
+Two quantiles (placement study, bench/placement): the new server counts at
+``learned_quantile`` (0.9: room for this user's high sessions), the node's other servers at
+``learned_running_quantile`` (0.7): they do not all reach their highs at once, and a node
+counted at the sum of everyone's 0.9 quantile looks full at the morning peak, which sent
+returning users off their node without a better peak.
 """
 
 from __future__ import annotations
@@ -26,11 +32,12 @@ def drained_nodes(config_drained: Collection[str], store: AssignmentStore) -> fr
     return frozenset(config_drained) | frozenset(store.drained_nodes()) | frozenset(store.down_nodes())
 
 
-def size_rule(limits: LimitsConfig) -> SizeRule:
-    """The estimator's settings from the front door's limits."""
+def size_rule(limits: LimitsConfig, *, running: bool = False) -> SizeRule:
+    """The estimator's settings from the front door's limits: for a new server, or (``running``)
+    for the servers already on a node or placed there."""
     return SizeRule(
         default=limits.mem_per_server,
-        quantile=limits.learned_quantile,
+        quantile=limits.learned_running_quantile if running else limits.learned_quantile,
         floor=limits.learned_floor,
         cap=limits.learned_cap,
         history=limits.memory_history,
@@ -106,16 +113,17 @@ def effective_loads(
 
     Without ``pending_users``, each pending placement counts ``mem_per_server``. With them,
     each user placed recently counts at their learned size from ``sizes`` (``mem_per_server``
-    for a user without one) unless their server already shows among the node's units.
+    for a user without one) unless their server already shows among the units of any node
+    (there it is counted; a server started elsewhere is not also pending here).
     """
     pending = pending or {}
     sizes = sizes or {}
+    visible = {u.user for load in loads for u in load.units}  # on any node: placed, or found elsewhere
     out = []
     for load in loads:
         if pending_users is None:
             waiting = pending.get(load.name, 0) * mem_per_server
         else:
-            visible = {u.user for u in load.units}
             names = [user for user in pending_users.get(load.name, ()) if user not in visible]
             waiting = sum(sizes.get(user, mem_per_server) for user in names)
         out.append(
@@ -143,16 +151,17 @@ def place_user(
     Inside the store's per-user lock: a fresh placement of this user on a
     node that is still eligible is kept (the concurrent first login case);
     otherwise the core's choose_node decides, counting the user's new server
-    at its learned size, running servers at what they are expected to grow by,
-    other users' recent placements as pending memory, and sticking to the
-    previous node.
+    at its learned size (``learned_quantile``), running servers at what they are expected
+    to grow by and other users' recent placements as pending memory (both at
+    ``learned_running_quantile``), and sticking to the previous node.
     """
-    rule = size_rule(limits)
+    rule, others = size_rule(limits), size_rule(limits, running=True)
 
     def choose(ctx: PlacementContext) -> str | None:
         waiting = {name for names in ctx.pending_users.values() for name in names}
         running = {u.user: u for load in loads for u in load.units}
-        sizes = learned_sizes(store, set(running) | waiting | {user}, rule, running)
+        sizes = learned_sizes(store, set(running) | waiting, others, running)
+        need = learned_sizes(store, {user}, rule, running)[user]
         current = effective_loads(
             loads,
             drained=drained,
@@ -167,7 +176,7 @@ def place_user(
         return choose_node(
             current,
             previous=ctx.previous,
-            need=sizes.get(user, limits.mem_per_server),
+            need=need,
             sticky_headroom=limits.sticky_headroom,
         )
 

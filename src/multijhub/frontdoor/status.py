@@ -40,7 +40,7 @@ def node_memory(
 ) -> dict[str, NodeMemory]:
     """Per node that answered: its servers' memory in use and promised by learned sizes."""
     running = {u.user: u for load in resolution.loads for u in load.units}
-    sizes = learned_sizes(store, set(running), size_rule(limits), running)
+    sizes = learned_sizes(store, set(running), size_rule(limits, running=True), running)
     return {
         load.name: NodeMemory(
             len(load.units), sum(u.current for u in load.units), promised(load.units, sizes)

@@ -50,7 +50,7 @@ def test_footprints_are_heavy_tailed():
 
 
 def test_every_policy_same_results_for_the_same_seed():
-    config = StudyConfig(seeds=(5,), cluster=SMALL, headroom_sweep=(0.5,))
+    config = StudyConfig(seeds=(5,), cluster=SMALL, headroom_sweep=(0.5,), running_sweep=(0.9,))
     first, second = run_seed(config, 0.15, 5), run_seed(config, 0.15, 5)
     assert [r.policy for r in first.runs] == [
         "random",
@@ -59,6 +59,7 @@ def test_every_policy_same_results_for_the_same_seed():
         "multijhub",
         "oracle (reference)",
         "multijhub, sticky_headroom=0.5",
+        "multijhub, learned_running_quantile=0.9",
     ]
     for a, b in zip(first.runs, second.runs):
         assert a.metrics == b.metrics
@@ -194,7 +195,8 @@ def test_calibration_reaches_the_target_load():
 
 def test_command_line_writes_table_json_and_plot(tmp_path, capsys):
     out = tmp_path / "out"
-    argv = ["--seeds", "2", "--nodes", "2", "--node-mem-gib", "16", "--headroom-sweep", "", "--jobs", "1"]
+    argv = ["--seeds", "2", "--nodes", "2", "--node-mem-gib", "16", "--jobs", "1"]
+    argv += ["--headroom-sweep", "", "--running-sweep", ""]
     assert simulate.main([*argv, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| multijhub |" in printed
@@ -212,18 +214,25 @@ def test_command_line_writes_table_json_and_plot(tmp_path, capsys):
     assert (out / "placement.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_tradeoff_plot_over_sticky_headroom(tmp_path):
+def test_tradeoff_plot_over_sticky_headroom_and_running_quantile(tmp_path):
     out = tmp_path / "out"
-    argv = ["--seeds", "1", "--nodes", "2", "--node-mem-gib", "16", "--headroom-sweep", "0.5", "--jobs", "1"]
+    argv = ["--seeds", "1", "--nodes", "2", "--node-mem-gib", "16", "--jobs", "1"]
+    argv += ["--headroom-sweep", "0.5", "--running-sweep", "0.9"]
     assert simulate.main([*argv, "--out", str(out)]) == 0
     doc = json.loads((out / "placement.json").read_text())
-    points = simulate.tradeoff_points(doc["policies"], 0.0, (0.5,))
+    config = StudyConfig(headroom_sweep=(0.5,), running_sweep=(0.9,))
+    points = simulate.tradeoff_points(doc["policies"], config)
     assert [p[0] for p in points] == [
-        "sticky_headroom=0 (default)",
+        "defaults: sticky_headroom=0, learned_running_quantile=0.7",
         "sticky_headroom=0.5",
+        "learned_running_quantile=0.9",
         "multijhub before (fixed sizes)",
         "random",
         "round-robin",
     ]
-    assert "tradeoff.png" in (out / "placement.md").read_text()
-    assert (out / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "tradeoff.svg" in (out / "placement.md").read_text()
+    svg = (out / "tradeoff.svg").read_text()
+    assert svg.startswith("<?xml") and "<svg" in svg and "multijhub over learned_running_quantile" in svg
+    again = tmp_path / "again.svg"
+    simulate.plot_tradeoff(points, again, (0.9, 1.15))
+    assert again.read_text() == svg  # no date, fixed ids: the same numbers give the same file

@@ -121,6 +121,8 @@ def test_defaults():
         ({"limits": {"spare": 1}}, "limits.spare"),
         ({"limits": {"learned_quantile": 0}}, "limits.learned_quantile"),
         ({"limits": {"learned_quantile": 1.5}}, "limits.learned_quantile"),
+        ({"limits": {"learned_running_quantile": 0}}, "limits.learned_running_quantile"),
+        ({"limits": {"learned_running_quantile": "high"}}, "limits.learned_running_quantile"),
         ({"limits": {"learned_cap": "lots"}}, "limits.learned_cap"),
         ({"limits": {"learned_floor": "big"}}, "limits.learned_floor"),
         ({"limits": {"memory_history": 0}}, "limits.memory_history"),
@@ -251,6 +253,7 @@ def test_learned_size_settings():
         minimal(
             limits={
                 "learned_quantile": 0.8,
+                "learned_running_quantile": 0.6,
                 "learned_floor": "256M",
                 "learned_cap": "4G",
                 "memory_history": 5,
@@ -260,9 +263,10 @@ def test_learned_size_settings():
     )
     lim = cfg.limits
     assert (lim.learned_quantile, lim.learned_floor, lim.learned_cap) == (0.8, 256 * 2**20, 4 * 2**30)
-    assert (lim.memory_history, lim.forget_after_days) == (5, 30.0)
+    assert (lim.memory_history, lim.forget_after_days, lim.learned_running_quantile) == (5, 30.0, 0.6)
     default = parse_config(minimal()).limits
     assert (default.learned_quantile, default.learned_cap, default.forget_after_days) == (0.9, 0, 90.0)
+    assert default.learned_running_quantile == 0.7
 
 
 def _full(old: str, new: str) -> bytes:

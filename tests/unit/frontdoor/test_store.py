@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 from frontdoor_env import GiB
@@ -409,3 +410,42 @@ def test_grant_problems_recorded_refreshed_and_cleared(store):
     assert [g.node for g in store.grant_problems()] == ["hub2"]
     store.record_grant_problems("ann", {}, answered=["hub1", "hub2"], now=300.0)
     assert store.grant_problems() == []
+
+
+def test_new_server_at_learned_quantile_others_at_learned_running_quantile(store):
+    """The placement study's two quantiles: ann's new server needs room for her highs (0.9);
+    bob's running server counts at his typical high (0.7), not at his highest session."""
+    for i, peak in enumerate((2, 3, 4, 8)):
+        store.record_memory({"hub1": [unit("bob", peak, session=f"b{i}")]}, now=1.0 + i)
+    for i, peak in enumerate((2, 3, 4, 9)):
+        store.record_memory({"hub2": [unit("ann", peak, session=f"a{i}")]}, now=10.0 + i)
+    store.record_running("ann", "hub2")
+    bob_now = unit("bob", 1, session="b-now")  # bob's sizes: 4 GiB at 0.7, 8 GiB at 0.9
+    # ann (9 GiB at 0.9, 4 GiB at 0.7) does not fit on her previous node hub2 (5 GiB free);
+    # hub1 has 12 free less bob's growth: 9 at 0.7 (3 still due), 5 at 0.9 (7 due).
+    nodes = [NodeLoad("hub1", 12 * GiB, 32 * GiB, units=(bob_now,)), NodeLoad("hub2", 5 * GiB, 32 * GiB)]
+    limits = LimitsConfig(mem_per_server=2 * GiB)
+    assert (limits.learned_quantile, limits.learned_running_quantile) == (0.9, 0.7)
+    assert place_user(store, "ann", nodes, drained=(), limits=limits, now=100.0).node == "hub1"
+    # cy, new: hub1 with 11 free less bob's growth (3 at 0.7: 8) against hub2's 6; at 0.9 (7: 4) hub2
+    later = [replace(nodes[0], mem_available=11 * GiB), replace(nodes[1], mem_available=6 * GiB)]
+    assert place_user(store, "cy", later, drained=(), limits=limits, now=300.0).node == "hub1"
+    every = replace(limits, learned_running_quantile=0.9)
+    assert place_user(store, "dan", later, drained=(), limits=every, now=600.0).node == "hub2"
+
+
+def test_a_pending_user_whose_server_shows_on_another_node_is_not_pending():
+    """jadmin was placed on hub2 a moment ago but his server runs on hub1 (started there): it is
+    counted on hub1 among its units, not also as pending memory on hub2."""
+    loads = [
+        NodeLoad("hub1", 8 * GiB, 16 * GiB, units=(unit("jadmin", 1, session="j"),)),
+        NodeLoad("hub2", 8 * GiB, 16 * GiB),
+    ]
+    out = effective_loads(
+        loads,
+        drained=(),
+        pending_users={"hub2": ("jadmin", "new")},
+        sizes={"jadmin": 3 * GiB},
+        mem_per_server=GiB,
+    )
+    assert [(n.name, n.pending) for n in out] == [("hub1", 0), ("hub2", GiB)]
