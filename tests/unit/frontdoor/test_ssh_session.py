@@ -24,6 +24,14 @@ from multijhub.frontdoor.config import SshConfig
 from multijhub.frontdoor.probe import ProbeError, SshProbe
 
 
+def wait_idle(probe: SshProbe, host: str = "hub1", timeout: float = 10.0) -> None:
+    """Until the warm-up's session is back among the idle ones (it has answered its ping)."""
+    end = time.monotonic() + timeout
+    while not probe._idle.get(host):
+        assert time.monotonic() < end, f"no idle session to {host} within {timeout} s"
+        time.sleep(0.02)
+
+
 @pytest.fixture
 def warm(fake: FakeSsh) -> Iterator[Callable[..., SshProbe]]:
     """``warm(channels=2, **behaviour)``: a probe with hub1's shared connection up (closed after)."""
@@ -110,7 +118,7 @@ def test_a_session_owing_too_much_is_dropped(fake, warm):
 
 def test_a_closed_session_is_reported_and_replaced(fake, warm):
     probe = warm(exit_on=["boom"])
-    fake.wait_for("ask", "hub1")  # the warm-up's session answered its ping: it is kept, idle
+    wait_idle(probe)  # the warm-up's session answered its ping: it is kept, idle
     with pytest.raises(ProbeError, match="session closed: ssh exit 255: Connection to hub closed"):
         probe.report("hub1", "boom", 2.0)
     # The kept session closed, then the new one asked in the same request closed too: an answer.
@@ -123,7 +131,7 @@ def test_a_closed_session_is_reported_and_replaced(fake, warm):
 def test_a_kept_session_that_died_while_idle_costs_no_request(fake, warm):
     """A hub that rebooted: its kept session is gone; the request is asked again, on a new one."""
     probe = warm(exit_once_on=["juser1"])
-    fake.wait_for("ask", "hub1")  # the warm-up's session answered its ping: it is kept, idle
+    wait_idle(probe)  # the warm-up's session answered its ping: it is kept, idle
     answer = probe.report("hub1", "juser1", 2.0)
     assert answer["user"] == "juser1"
     sessions = [row[0] for row in fake.events("session", "hub1")]
@@ -135,7 +143,7 @@ def test_a_kept_session_that_died_while_idle_costs_no_request(fake, warm):
 def test_a_session_out_of_step_is_closed_never_answering_for_another_request(fake, warm):
     """A hub side that answered twice: the next request would read the previous one's answer."""
     probe = warm(twice_on=["alice"])
-    fake.wait_for("ask", "hub1")
+    wait_idle(probe)
     assert probe.report("hub1", "alice", 2.0)["user"] == "alice"
     with pytest.raises(ProbeError, match="out of step"):
         probe.report("hub1", "bob", 2.0)  # read alice's second answer: the session is dropped
@@ -147,7 +155,7 @@ def test_a_session_out_of_step_is_closed_never_answering_for_another_request(fak
 def test_a_session_whose_ssh_writes_to_stderr_does_not_stall(fake, warm):
     """ssh's stderr is read as it comes: a full pipe (64 KiB) once stalled every later request."""
     probe = warm(channels=1, stderr_per_request=4000)
-    fake.wait_for("ask", "hub1")
+    wait_idle(probe)
     for i in range(40):  # 160 kB of stderr through one session
         assert probe.report("hub1", f"u{i}", 2.0)["user"] == f"u{i}"
     assert len(fake.events("session", "hub1")) == 1
