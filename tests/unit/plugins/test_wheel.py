@@ -64,14 +64,7 @@ def test_the_same_sources_give_the_same_bytes_found_again_without_a_build(
 
 
 def test_a_changed_source_is_a_new_version(built: dict[str, str], tmp_path: Path) -> None:
-    tree = tmp_path / "tree"
-    for name in lookup.SOURCES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, tree / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (tree / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, tree / name)
+    tree = _copy_sources(tmp_path)
     with (tree / "src/multijhub/hub/proof.py").open("a") as fh:
         fh.write("# changed\n")
     changed = lookup.find_or_build(tree, tmp_path / "cache")
