@@ -198,9 +198,10 @@ def test_preflight_refuses_a_listed_user_the_name_rule_rejects(playbook):
 
 
 def test_preflight_refuses_hubs_sharing_host_name_and_base_url(playbook):
-    # The redirect mode (each hub its own public URL): in the proxied mode the URLs are computed.
+    # The direct mode (multijhub_public_url unset: each hub its own public URL); in the proxied
+    # mode the hubs' URLs are computed, one prefix each.
     url = "http://jupyter.example.org:{{ 8001 + groups['hubs'].index(inventory_hostname) }}"
-    extra = {"multijhub_hub_access": "direct", "jupyterhub_public_url": url}
+    extra = {"multijhub_public_url": "", "jupyterhub_public_url": url}
     result = playbook.run("site.yml", "-e", json.dumps(extra))
     assert result.returncode != 0
     out = result.stdout
