@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import shlex
+import signal
 import time
+from pathlib import Path
 
 import pytest
 from conftest import (
@@ -63,6 +66,17 @@ def test_server_runs_under_the_memory_limit(hub1, juser1_on_hub1):
 HOG = 'python3 -c \'b = bytearray(300 * 1024 * 1024); b[::4096] = b"x" * len(b[::4096]); print("survived")\''
 
 
+def _oom_kills(host, events: str) -> int | None:
+    """The unit's out-of-memory kills so far (cgroup v2 memory.events), None without that file."""
+    if not host.file(events).exists:
+        return None
+    for line in host.file(events).content_string.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill":
+            return int(value)
+    return None
+
+
 def test_a_process_over_the_limit_is_killed_and_the_rest_keeps_running(hub1, hub2, juser1_on_hub1):
     login_and_spawn(hub2, "juser2")
     try:
@@ -76,9 +90,15 @@ def test_a_process_over_the_limit_is_killed_and_the_rest_keeps_running(hub1, hub
             for p in (f"/sys/fs/cgroup/memory{cgroup}/cgroup.procs", f"/sys/fs/cgroup{cgroup}/cgroup.procs")
             if hub1.file(p).exists
         )
-        hog = hub1.run(f"sh -c 'echo $$ > {procs}; exec runuser -u juser1 -- {HOG}'")
+        events = Path(procs).with_name("memory.events").as_posix()
+        kills_before = _oom_kills(hub1, events)
+        # The shell moves itself into the server's unit, then becomes the hog (quoted as one argument:
+        # the hog's own quotes once broke this command, and a shell error passed for a kill).
+        hog = hub1.run("sh -c " + shlex.quote(f"echo $$ > {procs}; exec runuser -u juser1 -- {HOG}"))
         assert "survived" not in hog.stdout
-        assert hog.rc != 0
+        assert hog.rc == 128 + signal.SIGKILL, (hog.rc, hog.stderr)
+        if kills_before is not None:
+            assert _oom_kills(hub1, events) > kills_before
         assert web().get(f"{hub_url(hub1)}/hub/health", timeout=10).status_code == 200
         assert hub_user(hub2, "juser2")["servers"][""]["ready"]
         assert hub1.service("jupyterhub").is_running
