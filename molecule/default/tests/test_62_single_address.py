@@ -54,9 +54,9 @@ ec = pytest.importorskip("cryptography.hazmat.primitives.asymmetric.ec")
 
 PUBLIC = f"127.0.0.1:{PUBLIC_PORT}"  # the Host of the public address
 FRONTDOOR_COOKIE = "multijhub-frontdoor"
-CA_DIR = "/var/lib/multijhub/ca"  # on the front door host: the internal CA
+CA_DIR = "/var/lib/multijhub-ca"  # on the first front door host: the internal CA
 HUB_CA = "/etc/multijhub/frontdoor/hub-ca.crt"  # on each front door: the CA it checks hubs with
-HUB_TLS = "/var/lib/multijhub/jupyterhub/tls"  # on each hub
+HUB_TLS = "/etc/multijhub/jupyterhub/tls"  # on each hub
 SYSTEM_CAS = "/etc/ssl/certs/ca-certificates.crt"
 PROXY_ENV = "/var/lib/multijhub/jupyterhub/proxy.env"  # CONFIGPROXY_AUTH_TOKEN of the hub's proxy
 PROXY_API = "http://127.0.0.1:8001/api/routes"  # configurable-http-proxy's REST API (loopback)
@@ -117,6 +117,9 @@ CLIMBING = {
     "slash-encoded": "/node/hub1%2f..%2fhub2/hub/api/users/{m}",
     "slash-encoded-upper": "/node/hub1/..%2Fhub2/hub/api/users/{m}",
     "slash-encoded-in-prefix": "/node/hub1/hub%2fapi/users/{m}",
+    # Not a hub's prefix as written: no slash merging into one.
+    "double-slash-first": "//node/hub2/hub/api/users/{m}",
+    "double-slash-inside": "/node//hub2/hub/api/users/{m}",
 }
 
 
