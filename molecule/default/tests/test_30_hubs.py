@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 from conftest import (
     address,
     hub_token,
@@ -19,6 +18,7 @@ from conftest import (
     recap,
     server_port,
     stop_server,
+    web,
 )
 
 RUNTIME = "/home/{user}/.local/share/jupyter/runtime"
@@ -26,7 +26,7 @@ RUNTIME = "/home/{user}/.local/share/jupyter/runtime"
 
 @pytest.mark.parametrize("name", ["hub1", "hub2"])
 def test_each_hub_answers_health(cluster, name):
-    reply = requests.get(f"{hub_url(cluster[name])}/hub/health", timeout=10)
+    reply = web().get(f"{hub_url(cluster[name])}/hub/health", timeout=10)
     assert reply.status_code == 200
 
 
@@ -99,7 +99,7 @@ def test_a_process_over_the_limit_is_killed_and_the_rest_keeps_running(hub1, hub
         assert hog.rc == 128 + signal.SIGKILL, (hog.rc, hog.stderr)
         if kills_before is not None:
             assert _oom_kills(hub1, events) > kills_before
-        assert requests.get(f"{hub_url(hub1)}/hub/health", timeout=10).status_code == 200
+        assert web().get(f"{hub_url(hub1)}/hub/health", timeout=10).status_code == 200
         assert hub_user(hub2, "juser2")["servers"][""]["ready"]
         assert hub1.service("jupyterhub").is_running
     finally:
@@ -111,10 +111,10 @@ def test_front_door_token_reads_but_cannot_start_or_stop(cluster, name):
     host = cluster[name]
     headers = {"Authorization": f"token {hub_token(host)}"}
     base = f"{hub_url(host)}/hub/api"
-    assert requests.get(f"{base}/users", headers=headers, timeout=10).status_code == 200
-    assert requests.get(f"{base}/users/juser1", headers=headers, timeout=10).status_code == 200
-    assert requests.post(f"{base}/users/juser2/server", headers=headers, timeout=10).status_code == 403
-    assert requests.delete(f"{base}/users/juser1/server", headers=headers, timeout=10).status_code == 403
+    assert web().get(f"{base}/users", headers=headers, timeout=10).status_code == 200
+    assert web().get(f"{base}/users/juser1", headers=headers, timeout=10).status_code == 200
+    assert web().post(f"{base}/users/juser2/server", headers=headers, timeout=10).status_code == 403
+    assert web().delete(f"{base}/users/juser1/server", headers=headers, timeout=10).status_code == 403
 
 
 @pytest.mark.parametrize("name", ["hub1", "hub2"])
