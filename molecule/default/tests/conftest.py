@@ -156,6 +156,9 @@ def web() -> requests.Session:
     session = requests.Session()
     session.trust_env = False
     session.verify = frontdoor_ca()
+    # As a browser on the front door's pages sends it: over HTTPS, Flask-WTF's CSRF check also
+    # requires a Referer of the same origin.
+    session.headers["Referer"] = f"{FRONTDOOR}/"
     return session
 
 
