@@ -197,7 +197,7 @@ def test_log_in_once_run_a_cell_open_a_terminal_and_come_back_to_the_same_server
     terminal = open_terminal(page)
     rows = terminal.locator(".xterm-accessibility-tree")
     sync_api.expect(rows).to_contain_text("$", timeout=60_000)  # the shell's prompt
-    terminal.click()
+    terminal.locator("textarea.xterm-helper-textarea").focus()  # where xterm takes keys (a click's target)
     page.keyboard.type(f'echo "term-$((6 * 7))-$(hostname)" | tee {notebook}.terminal\n')
     sync_api.expect(rows).to_contain_text(f"term-42-{hub}", timeout=30_000)
     shot(page, "04-a-terminal")
