@@ -110,7 +110,7 @@ demo-inventory: venv
 status: venv
 	@$(call molecule,list,$(DEMO_SCENARIO))
 	@echo
-	@echo "Front door: http://127.0.0.1:$${MULTIJHUB_FRONTDOOR_PORT:-18080}/"
+	@echo "The cluster's one address: https://127.0.0.1:$${MULTIJHUB_PUBLIC_PORT:-18443}/ (self-signed certificate)"
 	@echo "Users (test passwords, molecule/cluster.yml): juser1 / juser1-Test-pw, juser2 / juser2-Test-pw,"
 	@echo "  jadmin / jadmin-Test-pw (also the front door's admin: /admin)"
 	@echo "Operator commands, from this directory:"

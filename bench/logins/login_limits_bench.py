@@ -27,18 +27,33 @@ import os
 import re
 import statistics
 import subprocess
+import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import requests
 
-FRONTDOOR = f"http://127.0.0.1:{os.environ.get('MULTIJHUB_FRONTDOOR_PORT', '18080')}"
+# The cluster's one address (multijhub_public_url in molecule/cluster.yml).
+FRONTDOOR = f"https://127.0.0.1:{os.environ.get('MULTIJHUB_PUBLIC_PORT', '18443')}"
+PUBLIC_CERT = "/etc/multijhub/frontdoor/tls/frontdoor.crt"
 HOSTS = ("home1", "hub1", "hub2", "frontdoor1")
 FIRST_UID = 3101
 STORE = "/var/lib/multijhub/frontdoor/assignments.sqlite3"
 PYTHON = "/opt/multijhub/frontdoor/bin/python"
 CLEAR = "DELETE FROM login_failures"  # the throttle's table (forget the counted failed logins)
+
+
+def trust_public_certificate() -> None:
+    """Verify the cluster's one address (self-signed on the test cluster) with its own certificate,
+    read from frontdoor1: requests honours REQUESTS_CA_BUNDLE."""
+    pem = subprocess.run(
+        ["podman", "exec", "frontdoor1", "cat", PUBLIC_CERT], check=True, capture_output=True, text=True
+    ).stdout
+    path = Path(tempfile.mkstemp(prefix="multijhub-public-", suffix=".crt")[1])
+    path.write_text(pem)
+    os.environ["REQUESTS_CA_BUNDLE"] = str(path)
 
 
 def podman(host: str, *argv: str, stdin: str | None = None) -> None:
@@ -119,6 +134,7 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=30)
     parser.add_argument("--wait", action="store_true", help="wait until the throttled name logs in again")
     args = parser.parse_args()
+    trust_public_certificate()
     print(f"front door {FRONTDOOR}; creating {args.users} users on {', '.join(HOSTS)}", flush=True)
     users = make_users(args.users)
     try:

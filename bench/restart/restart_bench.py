@@ -27,6 +27,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,12 +38,25 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 MOLECULE = REPO / "molecule" / "default" / "molecule.yml"
-# The test inventory's public hub URLs (molecule/default/molecule.yml, jupyterhub_public_url).
 # The venv's own ansible-playbook when run with the venv's python outside make.
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
 if not Path(ANSIBLE_PLAYBOOK).exists():
     ANSIBLE_PLAYBOOK = "ansible-playbook"
-HUBS = {"hub1": "http://127.0.0.2:8000", "hub2": "http://127.0.0.3:8000"}
+# The cluster's one address (multijhub_public_url in molecule/cluster.yml): each hub at /node/<hub>.
+PUBLIC = f"https://127.0.0.1:{os.environ.get('MULTIJHUB_PUBLIC_PORT', '18443')}"
+HUBS = {"hub1": f"{PUBLIC}/node/hub1", "hub2": f"{PUBLIC}/node/hub2"}
+PUBLIC_CERT = "/etc/multijhub/frontdoor/tls/frontdoor.crt"
+
+
+def trust_public_certificate() -> None:
+    """Verify the cluster's one address (self-signed on the test cluster) with its own certificate,
+    read from frontdoor1: requests honours REQUESTS_CA_BUNDLE."""
+    pem = subprocess.run(
+        ["podman", "exec", "frontdoor1", "cat", PUBLIC_CERT], check=True, capture_output=True, text=True
+    ).stdout
+    path = Path(tempfile.mkstemp(prefix="multijhub-public-", suffix=".crt")[1])
+    path.write_text(pem)
+    os.environ["REQUESTS_CA_BUNDLE"] = str(path)
 
 
 @dataclass
@@ -207,6 +221,7 @@ def main() -> int:
     parser.add_argument("--cull-every", type=int, default=11, help="the changed setting's value")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "restart")
     args = parser.parse_args()
+    trust_public_certificate()
 
     hubs = dict(item.split("=", 1) for item in args.hub_url) if args.hub_url else dict(HUBS)
     if args.hub not in hubs:

@@ -155,7 +155,7 @@ from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 from ansible_collections.multijhub.cluster.plugins.module_utils.answer import answer_text, details_lines
 from ansible_collections.multijhub.cluster.plugins.module_utils.decision import NodeAnswer, decide
-from ansible_collections.multijhub.cluster.plugins.module_utils.hubs import hub_public_url
+from ansible_collections.multijhub.cluster.plugins.module_utils.hubs import hub_urls
 from ansible_collections.multijhub.cluster.plugins.module_utils.placement import (
     NodeLoad,
     choose_node,
@@ -241,12 +241,7 @@ class LookupModule(LookupBase):
     def _base_url(self, host: str, variables: dict[str, Any]) -> str:
         host_vars = self._host_vars(variables, host)
         try:
-            return hub_public_url(
-                host,
-                host_vars.get("jupyterhub_public_url") or None,
-                host_vars.get("jupyterhub_port") or None,
-                host_vars.get("jupyterhub_base_url") or "/",
-            )
+            return hub_urls(host, host_vars).public_url
         except ValueError as exc:
             raise AnsibleLookupError(f"multijhub.cluster.user_node: {exc}") from None
 

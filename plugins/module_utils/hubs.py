@@ -1,12 +1,99 @@
-"""Hub rules the lookup, the module and the front door share: a hub's public URL, and what its
-REST API says of a user's server."""
+"""Hub rules the lookup, the module and the front door share: a hub's URLs (public, base and
+internal), and what its REST API says of a user's server.
+
+Two ways users reach the hubs:
+
+- **proxied** (``multijhub_public_url`` set, the example inventory's and the demo's choice): users
+  only ever see the front door's address; the front door's nginx proxies ``/node/<hub>/`` to each
+  hub over TLS (the internal CA), and each hub's ``base_url`` is its prefix, so that its cookies
+  are scoped by path. The hub's public URL is ``<multijhub_public_url>/node/<hub>``.
+- **direct** (``multijhub_public_url`` unset): the front door redirects the browser to each hub's
+  own address (``jupyterhub_public_url``), as sites that already expose their hubs have it.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-__all__ = ["default_server", "hub_public_url"]
+__all__ = [
+    "PROXY_PREFIX",
+    "HubUrls",
+    "cluster_public_url",
+    "default_server",
+    "hub_base_url",
+    "hub_public_url",
+    "hub_urls",
+]
+
+# Every hub's path prefix under the one public address (proxied mode).
+PROXY_PREFIX = "/node/"
+# An inventory name that is one safe path segment: letters, digits, '-', '_' and single dots
+# (host names and FQDNs), never '.' or '..' or anything a URL or nginx would interpret.
+_HUB_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]|\.(?![.]|$))*")
+_NETLOC = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+
+
+class HubUrls(NamedTuple):
+    """A hub's URLs, without trailing slashes except ``base_url``.
+
+    ``base_url``: JupyterHub's ``base_url`` (``/`` or ``/x/y/``); ``public_url``: what browsers
+    use; ``internal_url``: what the front door's proxy and its API client use (the hub itself,
+    https with the internal CA in proxied mode; the public URL in direct mode).
+    """
+
+    base_url: str
+    public_url: str
+    internal_url: str
+
+
+def cluster_public_url(url: object) -> str:
+    """``multijhub_public_url`` checked and without a trailing slash.
+
+    It must be ``https://host[:port]`` with nothing after the authority but an optional ``/``:
+    the hubs' prefixes are appended to it. Raises ValueError naming the variable otherwise.
+    """
+    text = str(url or "")
+    parts = urlsplit(text)
+    if (
+        parts.scheme != "https"
+        or not _NETLOC.fullmatch(parts.netloc)
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or "?" in text
+        or "#" in text
+    ):
+        raise ValueError(
+            "multijhub_public_url must be https://host[:port] without a path, query or credentials,"
+            f" not {text!r}"
+        )
+    return text.rstrip("/")
+
+
+def hub_base_url(host: str, cluster_url: str | None = None, base_url: str | None = None) -> str:
+    """JupyterHub's ``base_url`` of ``host``: ``/node/<host>/`` when ``cluster_url``
+    (``multijhub_public_url``) is set, else ``base_url`` (``jupyterhub_base_url``, default ``/``).
+
+    Raises ValueError when the inventory name cannot be a path segment, or when a
+    ``jupyterhub_base_url`` given in proxied mode is not the hub's prefix.
+    """
+    if not cluster_url:
+        return str(base_url or "/")
+    if not _HUB_NAME.fullmatch(host):
+        raise ValueError(
+            f"hub {host!r}: with multijhub_public_url the inventory name is the hub's path prefix "
+            "and must be letters, digits, '-', '_' and single dots"
+        )
+    prefix = f"{PROXY_PREFIX}{host}/"
+    if base_url not in (None, "", prefix):
+        raise ValueError(
+            f"jupyterhub_base_url of {host} is {base_url!r}, but with multijhub_public_url every hub's "
+            f"base URL is its prefix {prefix!r}: leave jupyterhub_base_url unset"
+        )
+    return prefix
 
 
 def hub_public_url(
@@ -39,6 +126,32 @@ def hub_public_url(
             " or make them equal"
         )
     return url.rstrip("/")
+
+
+def hub_urls(host: str, hostvars: Mapping[str, Any]) -> HubUrls:
+    """The URLs of ``host`` from its Ansible variables (``hostvars[host]``).
+
+    Reads ``multijhub_public_url`` (proxied mode when set), ``jupyterhub_public_url``,
+    ``jupyterhub_port`` (default 8000) and ``jupyterhub_base_url``. In proxied mode the public
+    URL is ``<multijhub_public_url>/node/<host>`` and the internal one
+    ``https://<host>:<port>/node/<host>``. Raises ValueError (naming the variable) for a setting
+    that cannot be, e.g. ``jupyterhub_public_url`` beside ``multijhub_public_url``.
+    """
+    cluster = hostvars.get("multijhub_public_url") or None
+    port = hostvars.get("jupyterhub_port") or None
+    if cluster is None:
+        base = hub_base_url(host, None, hostvars.get("jupyterhub_base_url") or "/")
+        public = hub_public_url(host, hostvars.get("jupyterhub_public_url") or None, port, base)
+        return HubUrls(base, public, public)
+    cluster = cluster_public_url(cluster)
+    if hostvars.get("jupyterhub_public_url"):
+        raise ValueError(
+            f"jupyterhub_public_url of {host} is set, but multijhub_public_url puts every hub behind the "
+            "front door's one address: remove jupyterhub_public_url (or multijhub_public_url for direct mode)"
+        )
+    base = hub_base_url(host, cluster, hostvars.get("jupyterhub_base_url") or None)
+    prefix = base.rstrip("/")
+    return HubUrls(base, cluster + prefix, f"https://{host}:{int(port or 8000)}{prefix}")
 
 
 def default_server(status: int, model: object) -> dict[str, Any] | None:

@@ -1,14 +1,19 @@
-"""Fixtures for the verify step: the cluster's hosts, reached with `podman exec` (fast), and a
-helper that runs playbooks against molecule's inventory."""
+"""Fixtures for the verify step: the cluster's hosts, reached with `podman exec` (fast), a helper
+that runs playbooks against molecule's inventory, and HTTP helpers that reach the cluster the way
+users do: through its one public address (the front door's nginx, HTTPS), never a hub directly."""
 
 from __future__ import annotations
 
+import html
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 import requests
@@ -112,7 +117,57 @@ def restore_uid(hub2: testinfra.host.Host) -> Iterator[None]:
     hub2.run("usermod -u 2002 juser2")
 
 
-# --- JupyterHub helpers (HTTP from the machine running the tests to the containers) ----------------
+# --- The one public address: HTTPS to the front door's nginx, its self-signed certificate ----------
+
+PUBLIC_PORT = os.environ.get("MULTIJHUB_PUBLIC_PORT", "18443")
+# molecule/cluster.yml: multijhub_public_url, published by frontdoor1 (nginx, TLS) and nothing else.
+FRONTDOOR = f"https://127.0.0.1:{PUBLIC_PORT}"
+HUB_NAMES = ("hub1", "hub2")
+# Each hub's public URL: its fixed prefix under the one address (hub_url below).
+PUBLIC_HUBS = {f"{FRONTDOOR}/node/{name}": name for name in HUB_NAMES}
+FRONTDOOR_CERT = "/etc/multijhub/frontdoor/tls/frontdoor.crt"  # on frontdoor1; self-signed
+_CA_DIR: list[Path] = []
+
+
+def frontdoor_ca() -> str:
+    """Path of a local copy of the front door's public certificate (PEM), fetched once per test
+    session from frontdoor1: the one certificate every HTTPS call of the tests trusts."""
+    if not _CA_DIR:
+        pem = _host("frontdoor1").file(FRONTDOOR_CERT).content_string
+        assert "BEGIN CERTIFICATE" in pem, f"frontdoor1:{FRONTDOOR_CERT} holds no certificate"
+        _CA_DIR.append(Path(tempfile.mkdtemp(prefix="multijhub-frontdoor-ca-")))
+        (_CA_DIR[0] / "frontdoor.crt").write_text(pem)
+    return str(_CA_DIR[0] / "frontdoor.crt")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _forget_frontdoor_ca() -> Iterator[None]:
+    yield
+    for directory in _CA_DIR:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def web() -> requests.Session:
+    """A requests session for the public address that verifies the front door's certificate.
+
+    ``trust_env`` is off: with it, requests lets ``REQUESTS_CA_BUNDLE`` from the environment (set
+    on the build machines) override the session's ``verify``, and would take proxies from it too.
+    """
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = frontdoor_ca()
+    # As a browser on the front door's pages sends it: over HTTPS, Flask-WTF's CSRF check also
+    # requires a Referer of the same origin.
+    session.headers["Referer"] = f"{FRONTDOOR}/"
+    return session
+
+
+def absolute(url: str) -> str:
+    """``url`` (absolute, or a path as the front door's pages may give it) on the public address."""
+    return urljoin(FRONTDOOR + "/", url)
+
+
+# --- JupyterHub helpers (HTTPS from the machine running the tests, through the front door) ---------
 
 PASSWORDS = {"juser1": "juser1-Test-pw", "juser2": "juser2-Test-pw", "jadmin": "jadmin-Test-pw"}
 TOKEN_FILE = "/var/lib/multijhub/jupyterhub/frontdoor.token"
@@ -123,7 +178,9 @@ def address(host) -> str:
 
 
 def hub_url(host) -> str:
-    return f"http://{address(host)}:8000"
+    """The hub's public URL (its base_url under the one address): the hubs' own ports are firewalled
+    to the front doors and published nowhere."""
+    return f"{FRONTDOOR}/node/{host.backend.hostname}"
 
 
 def hub_token(host) -> str:
@@ -131,7 +188,7 @@ def hub_token(host) -> str:
 
 
 def hub_user(host, user: str) -> dict:
-    reply = requests.get(
+    reply = web().get(
         f"{hub_url(host)}/hub/api/users/{user}",
         headers={"Authorization": f"token {hub_token(host)}"},
         timeout=10,
@@ -142,12 +199,12 @@ def hub_user(host, user: str) -> dict:
 
 def login_and_spawn(host, user: str, timeout: float = 90):
     """Log in through the hub's login form (with its _xsrf) and wait until the user's server is ready."""
-    session = requests.Session()
+    session = web()
     base = hub_url(host)
     session.get(f"{base}/hub/login", timeout=10).raise_for_status()
     xsrf = session.cookies.get("_xsrf", "")
     reply = session.post(
-        f"{base}/hub/login?next=/hub/spawn",
+        f"{base}/hub/login?next={urlsplit(base).path}/hub/spawn",
         data={"username": user, "password": PASSWORDS[user], "_xsrf": xsrf},
         timeout=60,
     )
@@ -167,7 +224,7 @@ ADMIN_TOKEN = "molecule-tests-admin-token-5d41402abc4b2a76"  # test inventory on
 def stop_server(host, user: str, timeout: float = 60) -> None:
     """Stop the user's server through the hub's API (test-only admin service) and wait until it is gone."""
     headers = {"Authorization": f"token {ADMIN_TOKEN}"}
-    requests.delete(f"{hub_url(host)}/hub/api/users/{user}/server", headers=headers, timeout=30)
+    web().delete(f"{hub_url(host)}/hub/api/users/{user}/server", headers=headers, timeout=30)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not hub_user(host, user).get("servers", {}).get(""):
@@ -186,10 +243,7 @@ def server_port(host, user: str) -> int:
     raise AssertionError(f"the server of {user} (pid {pid}) listens on no TCP port: {listening}")
 
 
-# --- The front door, over HTTP from the machine running the tests ---------------------------------------
-
-FRONTDOOR = f"http://127.0.0.1:{os.environ.get('MULTIJHUB_FRONTDOOR_PORT', '18080')}"
-PUBLIC_HUBS = {"http://127.0.0.2:8000": "hub1", "http://127.0.0.3:8000": "hub2"}  # test inventory
+# --- The front door, over HTTPS from the machine running the tests --------------------------------------
 
 
 class Landing:
@@ -202,12 +256,14 @@ class Landing:
         self.action: str | None = None
         self.proof: str | None = None
         if self.status == 200 and 'id="handoff"' in response.text:
-            self.action = re.search(
-                r'<form id="handoff" method="post" action="([^"]+)"', response.text
-            ).group(1)
+            self.action = absolute(
+                html.unescape(
+                    re.search(r'<form id="handoff" method="post" action="([^"]+)"', response.text).group(1)
+                )
+            )
             self.proof = re.search(r'name="proof" value="([^"]+)"', response.text).group(1)
         elif self.status in (301, 302, 303):
-            self.action = response.headers["Location"]
+            self.action = absolute(response.headers["Location"])
         if self.action:
             self.hub = next(
                 (name for base, name in PUBLIC_HUBS.items() if self.action.startswith(base + "/")), None
@@ -217,7 +273,7 @@ class Landing:
 def frontdoor_login(user: str, password: str | None = None, *, visit: bool = True):
     """Log in at the front door (CSRF token from the form) and follow to the resolution answer
     (with ``visit=False`` only log in: no resolution, no placement; the Landing is None)."""
-    session = requests.Session()
+    session = web()
     page = session.get(f"{FRONTDOOR}/login", timeout=10)
     page.raise_for_status()
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text)
@@ -236,9 +292,12 @@ def frontdoor_login(user: str, password: str | None = None, *, visit: bool = Tru
     return session, Landing(answer)
 
 
-def follow_to_hub(landing: Landing, timeout: float = 90):
-    """Submit the proof to the hub (as the page's script does) and wait for the user's server."""
-    session = requests.Session()
+def follow_to_hub(landing: Landing, timeout: float = 90, session: requests.Session | None = None):
+    """Submit the proof to the hub (as the page's script does) and wait for the user's server.
+
+    ``session``: the front door's login session, as a browser's one cookie jar (default: a new one).
+    """
+    session = session or web()
     if landing.proof:
         reply = session.post(landing.action, data={"proof": landing.proof}, timeout=60)
     else:

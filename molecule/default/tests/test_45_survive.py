@@ -19,6 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -26,12 +27,14 @@ import websocket
 from conftest import (
     FRONTDOOR,
     follow_to_hub,
+    frontdoor_ca,
     frontdoor_login,
     hub_url,
     hub_user,
     login_and_spawn,
     recap,
     stop_server,
+    web,
 )
 
 VENV = "/opt/multijhub/jupyterhub"
@@ -46,7 +49,7 @@ HOG = "b = bytearray(400 * 1024 * 1024)\nb[::4096] = b'x' * len(b[::4096])\nprin
 
 @dataclass
 class UserServer:
-    """A user's single-user server reached through the hub's proxy with a token of the user's."""
+    """A user's single-user server reached through the front door and the hub's proxy with a token of the user's."""
 
     host: object
     user: str
@@ -64,19 +67,22 @@ class UserServer:
 
     def get(self, path: str) -> requests.Response:
         self.last_request = time.monotonic()
-        return requests.get(f"{self.base}{path}", headers=self._headers(), timeout=15)
+        return web().get(f"{self.base}{path}", headers=self._headers(), timeout=15)
 
     def start_kernel(self, name: str) -> str:
         self.last_request = time.monotonic()
-        reply = requests.post(f"{self.base}/kernels", headers=self._headers(), json={}, timeout=60)
+        reply = web().post(f"{self.base}/kernels", headers=self._headers(), json={}, timeout=60)
         reply.raise_for_status()
         self.kernels[name] = reply.json()["id"]
         return self.kernels[name]
 
     def _connect(self, kernel: str) -> websocket.WebSocket:
-        url = self.base.replace("http://", "ws://", 1) + f"/kernels/{self.kernels[kernel]}/channels"
+        url = self.base.replace("https://", "wss://", 1) + f"/kernels/{self.kernels[kernel]}/channels"
         return websocket.create_connection(
-            f"{url}?session_id={uuid.uuid4().hex}", header=[f"Authorization: token {self.token}"], timeout=90
+            f"{url}?session_id={uuid.uuid4().hex}",
+            header=[f"Authorization: token {self.token}"],
+            timeout=90,
+            sslopt={"ca_certs": frontdoor_ca()},  # through the front door's nginx, its certificate checked
         )
 
     def execute(self, kernel: str, code: str, *, wait: bool = True, timeout: float = 90) -> str:
@@ -130,7 +136,7 @@ class UserServer:
         """Interrupt the running cell (the kernel process and its variables stay) and wait until idle."""
         self.last_request = time.monotonic()
         url = f"{self.base}/kernels/{self.kernels[kernel]}/interrupt"
-        requests.post(url, headers=self._headers(), timeout=15).raise_for_status()
+        web().post(url, headers=self._headers(), timeout=15).raise_for_status()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.kernel_state(kernel) == "idle":
@@ -153,7 +159,8 @@ def user_token(host, user: str, session: requests.Session) -> str:
     reply = session.post(
         f"{hub_url(host)}/hub/api/users/{user}/tokens",
         headers={
-            "X-XSRFToken": session.cookies.get("_xsrf", path="/hub/") or session.cookies.get("_xsrf", "")
+            "X-XSRFToken": session.cookies.get("_xsrf", path=f"{urlsplit(hub_url(host)).path}/hub/")
+            or session.cookies.get("_xsrf", "")
         },
         json={"note": "molecule test_45", "expires_in": 3600},
         timeout=30,
@@ -206,7 +213,7 @@ def wait_healthy(host, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if requests.get(f"{hub_url(host)}/hub/health", timeout=3).status_code == 200:
+            if web().get(f"{hub_url(host)}/hub/health", timeout=3).status_code == 200:
                 return
         except requests.RequestException:
             pass
@@ -275,7 +282,7 @@ def test_a_kernel_survives_a_restart_of_the_front_door(frontdoor, hub1, juser1):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if requests.get(f"{FRONTDOOR}/healthz", timeout=3).status_code == 200:
+            if web().get(f"{FRONTDOOR}/healthz", timeout=3).status_code == 200:
                 break
         except requests.RequestException:
             pass

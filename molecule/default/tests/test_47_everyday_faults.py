@@ -10,8 +10,7 @@ import re
 import subprocess
 
 import pytest
-import requests
-from conftest import FRONTDOOR, frontdoor_login, login_and_spawn, recap, stop_server
+from conftest import FRONTDOOR, frontdoor_login, login_and_spawn, recap, stop_server, web
 
 ANSWERS = "multijhub.cluster.answers"
 
@@ -94,7 +93,7 @@ def test_chmod_700_on_a_home_does_not_lock_the_user_out_of_the_front_door(playbo
         assert landing.status == 200 and landing.hub == "hub2", (landing.status, landing.response.text[:500])
         # Reported: a metric per node, the admin page with the repair, and where.yml (run as root,
         # whose own listing works) names the grant the probe lacks.
-        metrics = requests.get(f"{FRONTDOOR}/metrics", timeout=10).text
+        metrics = web().get(f"{FRONTDOOR}/metrics", timeout=10).text
         assert re.search(r'multijhub_frontdoor_broken_grants_total\{node="hub2"\} [1-9]', metrics), metrics[
             -2000:
         ]

@@ -7,8 +7,7 @@ import subprocess
 import time
 
 import pytest
-import requests
-from conftest import FRONTDOOR, follow_to_hub, frontdoor_login, hub_user, login_and_spawn, stop_server
+from conftest import FRONTDOOR, follow_to_hub, frontdoor_login, hub_user, login_and_spawn, stop_server, web
 
 
 def wait_ready(cluster, hub: str, user: str, timeout: float = 90) -> None:
@@ -31,8 +30,8 @@ def wait_gone(cluster, hub: str, user: str, timeout: float = 90) -> None:
 
 
 def test_frontdoor_is_healthy_and_serves_the_login_form():
-    assert requests.get(f"{FRONTDOOR}/healthz", timeout=10).json() == {"status": "ok"}
-    page = requests.get(f"{FRONTDOOR}/login", timeout=10)
+    assert web().get(f"{FRONTDOOR}/healthz", timeout=10).json() == {"status": "ok"}
+    page = web().get(f"{FRONTDOOR}/login", timeout=10)
     assert page.status_code == 200 and "csrf_token" in page.text
 
 
@@ -71,7 +70,7 @@ def test_a_new_login_resolves_to_the_same_node(juser1_landing):
 
 def test_a_replayed_proof_is_refused(juser1_landing):
     landing, _, _ = juser1_landing
-    replay = requests.post(landing.action, data={"proof": landing.proof}, timeout=30)
+    replay = web().post(landing.action, data={"proof": landing.proof}, timeout=30)
     assert replay.status_code == 403
 
 

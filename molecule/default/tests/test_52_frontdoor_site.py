@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from conftest import FRONTDOOR, PASSWORDS, frontdoor_login, recap
+from conftest import FRONTDOOR, PASSWORDS, absolute, frontdoor_login, recap, web
 
 STORE = "/var/lib/multijhub/frontdoor/assignments.sqlite3"
 PYTHON = "/opt/multijhub/frontdoor/bin/python"
@@ -36,7 +36,7 @@ def no_failures(frontdoor):
 
 
 def login_post(user: str, password: str) -> tuple[requests.Session, requests.Response]:
-    session = requests.Session()
+    session = web()
     page = session.get(f"{FRONTDOOR}/login", timeout=30)
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text).group(1)
     reply = session.post(
@@ -49,7 +49,7 @@ def login_post(user: str, password: str) -> tuple[requests.Session, requests.Res
 
 
 def answer_action(html: str) -> str:
-    return re.search(r'<form id="handoff" method="post" action="([^"]+)"', html).group(1)
+    return absolute(re.search(r'<form id="handoff" method="post" action="([^"]+)"', html).group(1))
 
 
 def answer_proof(html: str) -> str:
@@ -57,7 +57,7 @@ def answer_proof(html: str) -> str:
 
 
 def logins_total() -> float:
-    text = requests.get(f"{FRONTDOOR}/metrics", timeout=10).text
+    text = web().get(f"{FRONTDOOR}/metrics", timeout=10).text
     match = re.search(r"^multijhub_frontdoor_logins_total (\S+)$", text, re.MULTILINE)
     assert match, text[:2000]
     return float(match.group(1))
@@ -122,7 +122,7 @@ def test_a_capitalised_name_logs_in_as_the_lower_case_user(no_failures):
     assert answer.status_code == 200 and 'id="handoff"' in answer.text
     # The proof is for juser1: the hub logs juser1 in (its own PAM account check included).
     action = answer_action(answer.text)
-    hub = requests.Session()
+    hub = web()
     at_hub = hub.post(action, data={"proof": answer_proof(answer.text)}, allow_redirects=False, timeout=60)
     assert at_hub.status_code == 303 and "/hub/spawn" in at_hub.headers["Location"], at_hub.status_code
     home = hub.get(action.split("/hub/", 1)[0] + "/hub/home", timeout=60)
@@ -130,7 +130,7 @@ def test_a_capitalised_name_logs_in_as_the_lower_case_user(no_failures):
 
 
 def test_the_name_field_does_not_capitalise():
-    html = requests.get(f"{FRONTDOOR}/login", timeout=10).text
+    html = web().get(f"{FRONTDOOR}/login", timeout=10).text
     field = re.search(r'<input[^>]*id="username"[^>]*>', html).group(0)
     assert 'autocapitalize="none"' in field and 'autocomplete="username"' in field
     assert 'spellcheck="false"' in field
@@ -173,7 +173,7 @@ def test_an_account_expired_or_locked_after_login_gets_no_new_hub_session(
         .startswith("/login")
     )
     # The hub: a proof minted before the change is refused too (PAM's account check).
-    at_hub = requests.post(landing.action, data={"proof": landing.proof}, allow_redirects=False, timeout=60)
+    at_hub = web().post(landing.action, data={"proof": landing.proof}, allow_redirects=False, timeout=60)
     assert at_hub.status_code == 403, (at_hub.status_code, at_hub.text[:300])
     assert "jupyterhub-session-id" not in at_hub.cookies and "jupyterhub-hub-login" not in str(at_hub.headers)
 
@@ -198,8 +198,11 @@ def test_preflight_refuses_a_listed_user_the_name_rule_rejects(playbook):
 
 
 def test_preflight_refuses_hubs_sharing_host_name_and_base_url(playbook):
+    # The direct mode (multijhub_public_url unset: each hub its own public URL); in the proxied
+    # mode the hubs' URLs are computed, one prefix each.
     url = "http://jupyter.example.org:{{ 8001 + groups['hubs'].index(inventory_hostname) }}"
-    result = playbook.run("site.yml", "-e", json.dumps({"jupyterhub_public_url": url}))
+    extra = {"multijhub_public_url": "", "jupyterhub_public_url": url}
+    result = playbook.run("site.yml", "-e", json.dumps(extra))
     assert result.returncode != 0
     out = result.stdout
     assert "hubs hub1 and hub2 have public URLs" in out, out[-3000:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 
@@ -34,13 +35,27 @@ log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
 
 
+def hub_ssl_context(config: Config) -> ssl.SSLContext:
+    """The TLS context of the hubs' API: the system's trust store, or only the internal CA's
+    certificate (``hub_ca_file``, proxied mode). The standard library's ``ssl`` checks the
+    certificate and the host name on every connection. Raises ConfigError when the file is unusable."""
+    if not config.hub_ca_file:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cafile=config.hub_ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"hub_ca_file: cannot use {config.hub_ca_file}: {exc}") from None
+
+
 def build_resolver(config: Config) -> Resolver:
     """The real resolver: a keep-alive API client per hub and the ssh probe."""
+    context = hub_ssl_context(config)
     apis = {
         node.name: HubApi(
             node.name,
             node.api_url,
             read_secret_file(node.api_token_file, f"API token file of {node.name}"),
+            ssl_context=context,
         )
         for node in config.nodes
     }
@@ -64,10 +79,13 @@ def load_proof_keys(config: Config) -> Sequence[bytes]:
 
 
 def _csp(config: Config) -> str:
-    hubs = " ".join(sorted({_origin(n.base_url) for n in config.nodes}))
+    """The content security policy: forms post to this origin and the hubs' (in proxied mode the
+    hubs are under the front door's own address: no other origin)."""
+    own = _origin(config.public_url) if config.public_url else None
+    hubs = "".join(f" {origin}" for origin in sorted({_origin(n.base_url) for n in config.nodes} - {own}))
     return (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-        f"form-action 'self' {hubs}; frame-ancestors 'none'; base-uri 'none'"
+        f"form-action 'self'{hubs}; frame-ancestors 'none'; base-uri 'none'"
     )
 
 

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import tomllib
 
+from multijhub.core.hubs import cluster_public_url
 from multijhub.core.usernames import DEFAULT_PATTERN, InvalidUsernamePattern, compile_pattern
 
 from .throttle import Limit, parse_limits
@@ -122,6 +123,10 @@ class Config:
     workers: int = 0  # thread pool size for node queries; 0 = automatic
     proof_key_files: tuple[str, ...] = ()  # login proof keys, newest first; () = plain redirects
     proof_max_age: float = 30.0
+    # One address for the whole cluster (proxied mode): the front door's public URL, and the
+    # internal CA's certificate the hubs' API certificates are checked against ('' for the system's).
+    public_url: str = ""
+    hub_ca_file: str = ""
 
     def node(self, name: str) -> NodeConfig | None:
         """Return the node called ``name`` or None."""
@@ -367,6 +372,8 @@ _TOP_KEYS = {
     "login_failures_per_address",
     "username_pattern",
     "account_check",
+    "public_url",
+    "hub_ca_file",
 }
 
 
@@ -376,6 +383,15 @@ def _parse_proof_keys(data: dict[str, Any]) -> tuple[str, ...]:
         if not isinstance(item, str) or not item.startswith("/"):
             raise ConfigError(f"proof_key_files[{i}]: must be an absolute path, got {item!r}")
     return tuple(files)
+
+
+def _parse_public_url(data: dict[str, Any]) -> str:
+    """``public_url``: the front door's own address in proxied mode (the core's rule), or ''."""
+    public_url = _opt(data, "public_url", str, "", "")
+    try:
+        return cluster_public_url(public_url) if public_url else ""
+    except ValueError as exc:
+        raise ConfigError(f"public_url: {exc}") from None
 
 
 def parse_config(data: dict[str, Any]) -> Config:
@@ -448,6 +464,8 @@ def parse_config(data: dict[str, Any]) -> Config:
         login_failures_per_address=per_address,
         username_pattern=username_pattern,
         account_check=_opt(data, "account_check", bool, "", True),
+        public_url=_parse_public_url(data),
+        hub_ca_file=_abs_path(data, "hub_ca_file", "") if "hub_ca_file" in data else "",
     )
 
 

@@ -4,7 +4,8 @@ A small pool of ``http.client`` connections per hub, reused between requests: th
 resolver asks every hub on every login, and a general-purpose HTTP client costs
 several times more CPU per request than the front door spends on everything else.
 No proxies from the environment and no redirects are followed; HTTPS verifies the
-hub's certificate against the system's trust store.
+hub's certificate against the system's trust store, or against the internal CA only (the
+front door's ``hub_ca_file``, proxied mode).
 """
 
 from __future__ import annotations

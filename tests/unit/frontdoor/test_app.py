@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import datetime
+import ssl
 import threading
 import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from frontdoor_env import GiB, build_env, csrf_token, evidence, login
+
+from multijhub.frontdoor.app import hub_ssl_context
+from multijhub.frontdoor.config import Config, ConfigError, SshConfig, StoreConfig
 
 
 def hub_url(env, node: str) -> str:
@@ -476,3 +485,51 @@ def test_a_node_whose_servers_were_never_listed_holds_everyone_up(env):
     env.login("juser2").get("/")
     env.probe.mode["hub2"] = "hang"
     assert env.login("juser3").get("/").status_code == 503  # unknown is not absent
+
+
+def test_the_hubs_api_is_checked_against_the_internal_ca_only(tmp_path):
+    """Issue 18: with hub_ca_file the hubs' API certificates must come from the internal CA (the
+    system's trust store is not asked); an unusable file is a clear error."""
+
+    def config(ca: str) -> Config:
+        return Config(
+            nodes=(),
+            ssh=SshConfig(user="p", key_file="/k", known_hosts_file="/kh", control_dir="/run/x"),
+            store=StoreConfig(kind="sqlite", path="/x", dsn=""),
+            secret_key_file="/s",
+            hub_ca_file=ca,
+        )
+
+    system = hub_ssl_context(config(""))
+    assert system.verify_mode == ssl.CERT_REQUIRED and system.check_hostname
+    ca = tmp_path / "ca.crt"
+    ca.write_bytes(_self_signed_ca("multijhub test CA"))
+    internal = hub_ssl_context(config(str(ca)))
+    assert internal.verify_mode == ssl.CERT_REQUIRED and internal.check_hostname
+    # Only the internal CA: no certificate of the system's trust store.
+    assert [dict(c["subject"][0])["commonName"] for c in internal.get_ca_certs()] == ["multijhub test CA"]
+    with pytest.raises(ConfigError, match="hub_ca_file"):
+        hub_ssl_context(config(str(tmp_path / "absent.crt")))
+    bogus = tmp_path / "bogus.crt"
+    bogus.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match="hub_ca_file"):
+        hub_ssl_context(config(str(bogus)))
+
+
+def _self_signed_ca(name: str) -> bytes:
+    """A CA certificate (PEM) made with the cryptography library."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)

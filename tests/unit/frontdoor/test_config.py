@@ -316,3 +316,19 @@ def test_what_is_not_a_regular_file_is_refused_without_reading(tmp_path):
     big.write_bytes(b"#" * (2 * 1024 * 1024))
     with pytest.raises(ConfigError, match="larger than"):
         load_config(str(big))
+
+
+def test_one_public_address_settings():
+    """Issue 18: the front door's own public URL (the core's rule) and the internal CA's file."""
+    config = parse_config(minimal(public_url="https://jupyter.example.org/", hub_ca_file="/etc/x/hub-ca.crt"))
+    assert (config.public_url, config.hub_ca_file) == ("https://jupyter.example.org", "/etc/x/hub-ca.crt")
+    assert (parse_config(minimal()).public_url, parse_config(minimal()).hub_ca_file) == ("", "")
+    for bad, key in (
+        ({"public_url": "http://jupyter.example.org"}, "public_url"),
+        ({"public_url": "https://jupyter.example.org/x"}, "public_url"),
+        ({"public_url": 1}, "public_url"),
+        ({"hub_ca_file": "relative.crt"}, "hub_ca_file"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            parse_config(minimal(**bad))
+        assert str(err.value).startswith(key), str(err.value)

@@ -10,7 +10,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from frontdoor_env import build_env, evidence, write_secret
 
-from multijhub.frontdoor.config import ConfigError
+from multijhub.frontdoor.app import _csp
+from multijhub.frontdoor.config import ConfigError, parse_config
 from multijhub.hub.proof import ProofError, ReplayCache, safe_next, verify_proof
 
 KEY = "f" * 64
@@ -172,3 +173,21 @@ def test_a_user_released_from_a_down_node_is_told_on_the_page(penv):
     assert "hub2 is marked down by the operators: a server you had there is lost or cannot be reached" in page
     assert "A new server is started for you on hub1." in page
     assert 'data-delay="6"' in page  # readable before the page goes on
+
+
+def test_in_proxied_mode_the_csp_names_no_other_origin():
+    """Issue 18: with the hubs under the front door's own address, forms post to 'self' only."""
+    nodes = [
+        {"name": n, "base_url": f"https://jupyter.example.org/node/{n}", "api_token_file": "/t"}
+        for n in ("hub1", "hub2")
+    ]
+    base = {
+        "store": "/var/lib/x.sqlite3",
+        "secret_key_file": "/etc/x/secret",
+        "ssh": {"user": "p", "key_file": "/k", "known_hosts_file": "/kh", "control_dir": "/run/x"},
+        "nodes": nodes,
+    }
+    proxied = _csp(parse_config(base | {"public_url": "https://jupyter.example.org"}))
+    assert "form-action 'self';" in proxied and "https://" not in proxied
+    direct = _csp(parse_config(base))
+    assert "form-action 'self' https://jupyter.example.org;" in direct

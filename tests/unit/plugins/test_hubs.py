@@ -6,7 +6,12 @@ from __future__ import annotations
 import pytest
 from ansible.errors import AnsibleFilterError
 from ansible_collections.multijhub.cluster.plugins.filter.hubs import FilterModule
-from ansible_collections.multijhub.cluster.plugins.module_utils.hubs import hub_public_url
+from ansible_collections.multijhub.cluster.plugins.module_utils.hubs import (
+    cluster_public_url,
+    hub_base_url,
+    hub_public_url,
+    hub_urls,
+)
 
 
 @pytest.mark.parametrize(
@@ -44,3 +49,96 @@ def test_the_filter_is_the_same_rule() -> None:
     assert f("hub1", {}) == "http://hub1:8000"
     with pytest.raises(AnsibleFilterError, match=r"multijhub\.cluster\.hub_public_url"):
         f("hub1", {"jupyterhub_public_url": "https://a/b/", "jupyterhub_base_url": "/c/"})
+
+
+# --- Issue 18: one address for the whole cluster (proxied mode) ------------------------------------
+
+PUBLIC = "https://jupyter.example.org"
+
+
+@pytest.mark.parametrize(
+    ("host", "hostvars", "expected"),
+    [
+        (
+            "hub1",
+            {"multijhub_public_url": PUBLIC},
+            ("/node/hub1/", "https://jupyter.example.org/node/hub1", "https://hub1:8000/node/hub1"),
+        ),
+        (
+            "hub2.example.org",
+            {"multijhub_public_url": "https://127.0.0.1:18443/", "jupyterhub_port": 8443},
+            (
+                "/node/hub2.example.org/",
+                "https://127.0.0.1:18443/node/hub2.example.org",
+                "https://hub2.example.org:8443/node/hub2.example.org",
+            ),
+        ),
+        (
+            "hub1",
+            {"multijhub_public_url": PUBLIC, "jupyterhub_base_url": "/node/hub1/"},
+            ("/node/hub1/", "https://jupyter.example.org/node/hub1", "https://hub1:8000/node/hub1"),
+        ),
+        # Direct mode: as before, the internal URL is the public one.
+        ("hub1", {}, ("/", "http://hub1:8000", "http://hub1:8000")),
+        (
+            "hub1",
+            {"jupyterhub_public_url": "https://hub1.example.org", "jupyterhub_base_url": "/j/"},
+            ("/j/", "https://hub1.example.org/j", "https://hub1.example.org/j"),
+        ),
+    ],
+)
+def test_the_hubs_urls_in_both_modes(host, hostvars, expected) -> None:
+    assert tuple(hub_urls(host, hostvars)) == expected
+
+
+@pytest.mark.parametrize(
+    ("host", "hostvars", "names"),
+    [
+        # Settings that contradict the one address: each names its variable.
+        (
+            "hub1",
+            {"multijhub_public_url": PUBLIC, "jupyterhub_public_url": "https://hub1.example.org"},
+            "jupyterhub_public_url",
+        ),
+        ("hub1", {"multijhub_public_url": PUBLIC, "jupyterhub_base_url": "/jhub/"}, "jupyterhub_base_url"),
+        # The one address itself: https, a host, no path, query, fragment or credentials.
+        ("hub1", {"multijhub_public_url": "http://jupyter.example.org"}, "multijhub_public_url"),
+        ("hub1", {"multijhub_public_url": "https://jupyter.example.org/jhub"}, "multijhub_public_url"),
+        ("hub1", {"multijhub_public_url": "https://user:pw@jupyter.example.org"}, "multijhub_public_url"),
+        ("hub1", {"multijhub_public_url": "https://jupyter.example.org/?x=1"}, "multijhub_public_url"),
+        ("hub1", {"multijhub_public_url": "https://jupyter.example.org#f"}, "multijhub_public_url"),
+        ("hub1", {"multijhub_public_url": "https://"}, "multijhub_public_url"),
+        ("hub1", {"multijhub_public_url": "jupyter.example.org"}, "multijhub_public_url"),
+        # Inventory names that cannot be one path segment of the prefix.
+        ("..", {"multijhub_public_url": PUBLIC}, "inventory name"),
+        ("hub..1", {"multijhub_public_url": PUBLIC}, "inventory name"),
+        ("hub/1", {"multijhub_public_url": PUBLIC}, "inventory name"),
+        ("hub%2f1", {"multijhub_public_url": PUBLIC}, "inventory name"),
+        ("hub1.", {"multijhub_public_url": PUBLIC}, "inventory name"),
+        (".hub1", {"multijhub_public_url": PUBLIC}, "inventory name"),
+        ("hub 1", {"multijhub_public_url": PUBLIC}, "inventory name"),
+    ],
+)
+def test_settings_that_cannot_be_fail_naming_the_variable(host, hostvars, names) -> None:
+    with pytest.raises(ValueError, match=names):
+        hub_urls(host, hostvars)
+
+
+def test_the_base_url_and_the_public_url_agree_with_what_the_hub_is_given() -> None:
+    """The jupyterhub role's base_url (filter hub_base_url) is the prefix the front door proxies."""
+    assert hub_base_url("hub1", PUBLIC) == "/node/hub1/"
+    assert hub_base_url("hub1", None, "/jhub/") == "/jhub/"
+    assert hub_base_url("hub1", "", None) == "/"
+    assert cluster_public_url("https://Jupyter.example.org:443/") == "https://Jupyter.example.org:443"
+
+
+def test_the_filters_are_the_same_rule_in_proxied_mode() -> None:
+    filters = FilterModule().filters()
+    hv = {"multijhub_public_url": PUBLIC}
+    assert filters["hub_public_url"]("hub1", hv) == "https://jupyter.example.org/node/hub1"
+    assert filters["hub_urls"]("hub1", hv)["internal_url"] == "https://hub1:8000/node/hub1"
+    assert filters["hub_base_url"]("hub1", PUBLIC) == "/node/hub1/"
+    with pytest.raises(AnsibleFilterError, match=r"multijhub\.cluster\.hub_urls: .*multijhub_public_url"):
+        filters["hub_urls"]("hub1", {"multijhub_public_url": "http://x"})
+    with pytest.raises(AnsibleFilterError, match=r"multijhub\.cluster\.hub_base_url"):
+        filters["hub_base_url"]("a/b", PUBLIC)
