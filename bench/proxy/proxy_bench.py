@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import shlex
 import statistics
@@ -340,7 +341,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--hub-prefix", default=None, help="the hub's base_url without the final / (default /node/HUB)"
     )
-    parser.add_argument("--public-url", default="https://127.0.0.1:18443", help="the address users see")
+    parser.add_argument(
+        "--public-url",
+        default=f"https://127.0.0.1:{os.environ.get('MULTIJHUB_PUBLIC_PORT', '18443')}",
+        help="the address users see (default: the test cluster's, molecule/cluster.yml)",
+    )
     parser.add_argument("--proxy-addr", default="127.0.0.1:8443", help="nginx's address on the front door")
     parser.add_argument("--rounds", type=positive, default=3)
     parser.add_argument("--requests", type=positive, default=300, help="small requests per path and round")
