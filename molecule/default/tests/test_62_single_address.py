@@ -337,6 +337,18 @@ def test_the_front_doors_session_cookie_never_reaches_a_hub(echo_on_hub1, cookie
 def test_the_request_uri_reaches_the_hub_unchanged(echo_on_hub1):
     path = f"{echo_on_hub1}/a%20b/c%3Bd/%C3%A9?q=x%20y&r=%3D&s"
     assert echoed(path, "probe=1")["path"] == path
+    # A query may carry an encoded URL (JupyterHub's next= and OAuth's redirect_uri=): only the path
+    # is checked for dot segments and encoded slashes.
+    oauth = f"{echo_on_hub1}/authorize?redirect_uri=%2Fnode%2Fhub1%2Fuser%2Fj%2Foauth_callback&next=%2F..%2Fx"
+    assert echoed(oauth, "probe=1")["path"] == oauth
+
+
+def test_more_front_door_cookies_than_are_removed_get_a_400_and_reach_no_hub(echo_on_hub1):
+    """Two are removed; a request that carries a third is refused rather than passed with it."""
+    cookie = "; ".join(f"{FRONTDOOR_COOKIE}=s3cret-{n}" for n in range(3))
+    reply = web().get(f"{FRONTDOOR}{echo_on_hub1}/z", headers={"Cookie": cookie}, timeout=15)
+    assert reply.status_code == 400, (reply.status_code, reply.text[:300])
+    assert "s3cret" not in reply.text
 
 
 # --- Hub cookies are scoped by each hub's prefix -------------------------------------------------
