@@ -19,9 +19,9 @@ starts a kernel and writes a file of ``--file-mb`` MB (10**6 bytes, random) into
 directory from that kernel. Then ``--rounds`` rounds, each measuring both paths interleaved (one
 sample of each path in turn; the path that goes first alternates from round to round):
 
-  request    ms, ``GET <server>api/status`` on a kept-alive connection (first byte sent to the
-             last byte of the answer read; a reconnection's TLS handshake is made before the clock
-             starts and counted);
+  request    ms, ``GET <server>api/status`` from sending to the last byte of the answer read, on
+             a connection kept alive as long as the server keeps it (a new connection that the
+             server's ``Connection: close`` forced is inside the next sample: see ``Http``);
   execute    ms, an ``execute_request`` (``pass``) sent on the kernel's websocket until its
              ``execute_reply`` arrives (Jupyter messaging protocol 5.3, JSON text frames on
              ``api/kernels/<id>/channels``; one connection per path, both to the same kernel);
@@ -74,10 +74,6 @@ class Route:
     def origin(self) -> str:
         return f"https://{self.host_header}"
 
-    def connection(self, timeout: float) -> http.client.HTTPSConnection:
-        """A new (not yet connected) HTTPS connection, verified against this route's CA file."""
-        return _Connection(self.host, self.port, self.server_hostname, timeout=timeout, context=self.context)
-
     def websocket(self, path: str, token: str, timeout: float) -> websocket.WebSocket:
         """A connected websocket to ``path`` (starting with /), with the Host and Origin a browser sends."""
         return websocket.create_connection(
@@ -91,7 +87,11 @@ class Route:
 
 
 class _Connection(http.client.HTTPSConnection):
-    """http.client's HTTPS connection, with the certificate's name apart from the address."""
+    """http.client's HTTPS connection, with the certificate's name apart from the address.
+
+    Like a browser (and nginx's ``proxy_ssl_session_reuse``), a reconnection resumes the previous
+    connection's TLS session when the server allows it; ``resumed`` counts those that did.
+    """
 
     def __init__(
         self, host: str, port: int, server_hostname: str, *, timeout: float, context: ssl.SSLContext
@@ -99,10 +99,19 @@ class _Connection(http.client.HTTPSConnection):
         super().__init__(host, port, timeout=timeout, context=context)
         self._server_hostname = server_hostname
         self._tls = context
+        self._session: ssl.SSLSession | None = None
+        self.resumed = 0
 
     def connect(self) -> None:
         http.client.HTTPConnection.connect(self)  # TCP (with TCP_NODELAY, as http.client sets it)
-        self.sock = self._tls.wrap_socket(self.sock, server_hostname=self._server_hostname)
+        tls = self._tls.wrap_socket(self.sock, server_hostname=self._server_hostname, session=self._session)
+        self.resumed += 1 if tls.session_reused else 0
+        self.sock = tls
+
+    def close(self) -> None:
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.session is not None:
+            self._session = self.sock.session  # (http.client closes after the answer's head is read)
+        super().close()
 
 
 def tls_context(cafile: str) -> ssl.SSLContext:
@@ -151,44 +160,87 @@ def round_order(index: int) -> tuple[str, str]:
 
 @dataclass
 class Http:
-    """Kept-alive HTTPS connections, one per route, reopened (untimed) when the server closed one."""
+    """HTTPS connections, one per route, kept alive as long as the server keeps them.
+
+    A sample's clock includes a new connection when the server closed the previous one with its
+    answer (``Connection: close``): a client pays that handshake too. The first connection of a
+    series, and a reconnection after the server dropped a kept-alive connection silently, happen
+    before the clock starts.
+    """
 
     routes: dict[str, Route]
     timeout: float
-    conns: dict[str, http.client.HTTPSConnection] = field(default_factory=dict)
-    # Per route: TLS connections opened (each before a clock started), and kept-alive ones found
-    # closed by the server when a request was sent on them (that attempt is not timed).
+    conns: dict[str, _Connection] = field(default_factory=dict)
+    # Per route: whether the last answer closed the connection; counts of connections opened
+    # before a clock started, opened inside a timed sample, found dropped when a request was sent
+    # on them (that attempt is not timed), and reconnections that resumed their TLS session.
+    closed_by_answer: dict[str, bool] = field(default_factory=dict)
     opened: dict[str, int] = field(default_factory=dict)
+    opened_timed: dict[str, int] = field(default_factory=dict)
     stale: dict[str, int] = field(default_factory=dict)
 
-    def ready(self, route: str) -> http.client.HTTPSConnection:
-        """The route's connection, connected (a TLS handshake now, before any clock starts)."""
+    def counts(self) -> dict[str, dict[str, int]]:
+        """The counters per route (and the resumed TLS sessions), for the report."""
+        return {
+            route: {
+                "opened_untimed": self.opened.get(route, 0),
+                "opened_in_sample": self.opened_timed.get(route, 0),
+                "found_dropped": self.stale.get(route, 0),
+                "tls_resumed": conn.resumed if (conn := self.conns.get(route)) else 0,
+            }
+            for route in self.routes
+        }
+
+    def reset_counts(self) -> None:
+        self.opened.clear()
+        self.opened_timed.clear()
+        self.stale.clear()
+        for conn in self.conns.values():
+            conn.resumed = 0
+
+    def ready(self, route: str, *, timed: bool = False) -> _Connection:
+        """The route's connection, connected (counted as opened inside a sample when ``timed``)."""
         conn = self.conns.get(route)
         if conn is None:
-            conn = self.conns[route] = self.routes[route].connection(self.timeout)
+            conn = self.conns[route] = _Connection(
+                self.routes[route].host,
+                self.routes[route].port,
+                self.routes[route].server_hostname,
+                timeout=self.timeout,
+                context=self.routes[route].context,
+            )
         if conn.sock is None:
             conn.connect()
-            self.opened[route] = self.opened.get(route, 0) + 1
+            counter = self.opened_timed if timed else self.opened
+            counter[route] = counter.get(route, 0) + 1
         return conn
 
     def send_fresh(
         self, route: str, method: str, path: str, headers: dict[str, str], body: bytes | None = None
     ) -> tuple[float, http.client.HTTPResponse]:
-        """(perf_counter at sending, response) of a request on a connected connection.
+        """(perf_counter at the sample's start, response) of a request (see the class).
 
-        A kept-alive connection the server closed meanwhile (the answer never starts) is counted,
+        A kept-alive connection the server dropped silently (the answer never starts) is counted,
         reopened and the request sent once more, with the clock started again after the handshake.
         """
         for attempt in (1, 2):
-            self.ready(route)
+            conn = self.conns.get(route)
+            pays = self.closed_by_answer.get(route, False) and conn is not None and conn.sock is None
+            if not pays:
+                self.ready(route)
             started = time.perf_counter()
+            if pays:
+                self.ready(route, timed=True)
             try:
-                return started, self.send(route, method, path, headers, body)
+                response = self.send(route, method, path, headers, body)
             except (http.client.RemoteDisconnected, ConnectionError, ssl.SSLEOFError):
-                self.close(route)
+                self.drop(route)
                 self.stale[route] = self.stale.get(route, 0) + 1
                 if attempt == 2:
                     raise
+                continue
+            self.closed_by_answer[route] = bool(response.will_close)
+            return started, response
         raise AssertionError("unreachable")
 
     def send(
@@ -218,10 +270,18 @@ class Http:
             decoded = raw[:300].decode(errors="replace")
         return response.status, decoded
 
+    def drop(self, route: str) -> None:
+        """Close the route's connection (the next request reconnects before its clock starts)."""
+        conn = self.conns.get(route)
+        if conn is not None:
+            conn.close()
+        self.closed_by_answer[route] = False
+
     def close(self, route: str) -> None:
         conn = self.conns.pop(route, None)
         if conn is not None:
             conn.close()
+        self.closed_by_answer[route] = False
 
     def close_all(self) -> None:
         for route in list(self.conns):
@@ -356,6 +416,10 @@ class KernelChannel:
         )
         seen: list[dict[str, Any]] = []
         self.until_idle(msg_id, seen)
+        while not any(msg_type(msg) == "execute_reply" for msg in seen):  # it may come after idle
+            msg = self.recv()
+            if parent_id(msg) == msg_id:
+                seen.append(msg)
         out = []
         for msg in seen:
             content = msg.get("content") or {}
@@ -370,7 +434,7 @@ class KernelChannel:
     def timed_execute(self) -> tuple[float, str]:
         """(seconds from sending an execute_request of ``pass`` to its execute_reply, msg_id).
 
-        Afterwards reads on (untimed) until the kernel reports idle for it, so that this
+        Afterwards reads on (untimed) until the kernel has reported idle for it too, so that this
         connection holds nothing unread before its next sample.
         """
         msg_id, frame = message(
@@ -379,6 +443,7 @@ class KernelChannel:
             self.user,
             {"code": "pass", "silent": False, "store_history": False, "allow_stdin": False},
         )
+        idle = False
         started = time.perf_counter()
         self.ws.send(frame)
         while True:
@@ -386,11 +451,13 @@ class KernelChannel:
             if msg_type(msg) == "execute_reply" and parent_id(msg) == msg_id:
                 elapsed = time.perf_counter() - started
                 break
-            if is_idle_of(msg, msg_id):
-                raise BenchError(f"kernel via {self.route}: idle before the execute_reply")
+            # The reply (shell) and the status (iopub) travel on different channels: either may
+            # reach the websocket first.
+            idle = idle or is_idle_of(msg, msg_id)
         if (msg.get("content") or {}).get("status") != "ok":
             raise BenchError(f"kernel via {self.route}: execute_reply {msg.get('content')}")
-        self.until_idle(msg_id)
+        if not idle:
+            self.until_idle(msg_id)
         return elapsed, msg_id
 
     def drain(self, msg_id: str, timeout: float) -> bool:
@@ -568,15 +635,15 @@ def measure_round(bench: Bench, index: int) -> dict[str, Any]:
     execute_ms: dict[str, list[float]] = {r: [] for r in ROUTES}
     download_mbps: dict[str, list[float]] = {r: [] for r in ROUTES}
     http_.close_all()
-    http_.opened.clear()
-    http_.stale.clear()
     status_path = f"{bench.server_path}api/status"
     for _ in range(args.warmup):
         for route in order:
             timed_get(http_, route, status_path, token)
+    http_.reset_counts()
     for _ in range(args.requests):
         for route in order:
             request_ms[route].append(timed_get(http_, route, status_path, token) * 1000)
+    request_connections = http_.counts()
 
     bench.close_channels()
     for route in ROUTES:
@@ -591,6 +658,7 @@ def measure_round(bench: Bench, index: int) -> dict[str, Any]:
     # The kernel section leaves the HTTP connections idle for seconds: a server may have closed
     # them meanwhile (node's default keep-alive timeout is 5 s). New ones, before any clock starts.
     http_.close_all()
+    http_.reset_counts()
     files_path = f"{bench.server_path}files/{args.file_name}"
     for _ in range(args.downloads):
         for route in order:
@@ -602,8 +670,8 @@ def measure_round(bench: Bench, index: int) -> dict[str, Any]:
         "request_ms": request_ms,
         "execute_ms": execute_ms,
         "download_mbps": download_mbps,
-        "connections_opened": dict(http_.opened),
-        "connections_found_closed": dict(http_.stale),
+        "request_connections": request_connections,
+        "download_connections": http_.counts(),
     }
 
 

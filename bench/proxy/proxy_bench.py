@@ -123,6 +123,18 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def connections(rnd: dict[str, Any]) -> str:
+    """How the paths' HTTP connections behaved in a round's timed requests, in words."""
+    parts = []
+    for route in ROUTES:
+        c = rnd["request_connections"][route]
+        parts.append(
+            f"{route}: {c['opened_in_sample']} new inside samples ({c['tls_resumed']} TLS resumed), "
+            f"{c['opened_untimed']} before the clock, {c['found_dropped']} found dropped"
+        )
+    return "; ".join(parts)
+
+
 def render(summary: dict[str, Any], result: dict[str, Any], config: dict[str, Any]) -> str:
     """The Markdown table, the per-round figures and the goals' PASS/MISS lines."""
     req, exe, down = summary["request_ms"], summary["execute_ms"], summary["download_mbps"]
@@ -159,9 +171,10 @@ def render(summary: dict[str, Any], result: dict[str, Any], config: dict[str, An
             f"{exe['proxied']['round_p50s'][index]:.2f} ms, download "
             f"{down['direct']['round_medians'][index]:.0f} / "
             f"{down['proxied']['round_medians'][index]:.0f} MB/s "
-            f"(direct / proxied); connections opened {rnd['connections_opened']}, "
-            f"found closed {rnd['connections_found_closed'] or 'none'}"
+            "(direct / proxied)"
         )
+    for rnd in rounds:
+        lines.append(f"round {rnd['round']}, connections during the timed requests: {connections(rnd)}")
     load = ", ".join(f"{value:.2f}" for value in result["loadavg_1min"])
     lines.append(f"1-minute load average on the front door, before and after each round: {load}")
     lines.append("")

@@ -64,8 +64,10 @@ def a_round(number, request, execute, download):
         "request_ms": {"direct": request[0], "proxied": request[1]},
         "execute_ms": {"direct": execute[0], "proxied": execute[1]},
         "download_mbps": {"direct": download[0], "proxied": download[1]},
-        "connections_opened": {"direct": 1, "proxied": 1},
-        "connections_found_closed": {},
+        "request_connections": {
+            route: {"opened_untimed": 1, "opened_in_sample": 0, "found_dropped": 0, "tls_resumed": 0}
+            for route in ("direct", "proxied")
+        },
     }
 
 
@@ -257,12 +259,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     seen_hosts: list[str] = []  # noqa: RUF012
     drop_after_each = False
+    close_after_each = False
 
     def do_GET(self):
         type(self).seen_hosts.append(self.headers["Host"])
         body = BODY if self.path == "/file" else b"{}"
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
+        if type(self).close_after_each:
+            self.send_header("Connection", "close")  # as configurable-http-proxy 4.5 answers
         self.end_headers()
         self.wfile.write(body)
         # A server whose keep-alive timeout passed: it closes without saying so in the answer.
@@ -279,6 +284,7 @@ def tls_server(tmp_path):
     context.load_cert_chain(cert_file, key_file)
     Handler.seen_hosts = []
     Handler.drop_after_each = False
+    Handler.close_after_each = False
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -315,6 +321,21 @@ def test_a_connection_the_server_closed_is_reopened_and_counted(tls_server):
         client.timed_get(http_, "direct", "/api/status", "t")
     assert http_.stale["direct"] >= 2
     assert http_.opened["direct"] == 1 + http_.stale["direct"]
+    assert http_.opened_timed == {}
+
+
+def test_a_connection_closed_by_the_answer_is_reopened_inside_the_next_sample(tls_server):
+    port, cafile = tls_server
+    Handler.close_after_each = True
+    http_ = client.Http({"direct": route(port, cafile, "hub1")}, timeout=10)
+    for _ in range(4):
+        client.timed_get(http_, "direct", "/api/status", "t")
+    counts = http_.counts()["direct"]
+    assert (counts["opened_untimed"], counts["opened_in_sample"], counts["found_dropped"]) == (1, 3, 0)
+    assert counts["tls_resumed"] == 3  # the session of the connection before, as a browser resumes it
+    http_.close_all()
+    client.timed_get(http_, "direct", "/api/status", "t")
+    assert http_.opened["direct"] == 2  # a first connection again: before the clock
 
 
 def test_a_download_is_read_to_its_length(tls_server):
