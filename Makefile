@@ -31,7 +31,7 @@ CLUSTER_NAMES := home1 hub1 hub2 frontdoor1 outsider
 # A stable inventory of the demo cluster for the operator commands (where.yml, drain.yml).
 DEMO_INVENTORY := $(CACHE)/demo/inventory.yml
 
-.PHONY: help venv image wheels demo-inventory ssh-key network sanity bench-placement bench-frontdoor bench-deploy lint unit docs docs-check molecule test demo status destroy clean-leftovers
+.PHONY: help venv image wheels demo-inventory ssh-key network sanity bench-placement bench-frontdoor bench-deploy bench-proxy lint unit docs docs-check molecule test demo status destroy clean-leftovers
 
 help:
 	@echo "make demo      bring up the test cluster and deploy multijhub on it"
@@ -135,6 +135,11 @@ bench-placement: venv
 
 bench-frontdoor: venv
 	$(PY) bench/frontdoor/resolve_bench.py
+
+# On the running test cluster (make demo, or make molecule-converge): a user's server through the
+# front door's nginx against directly to the hub, both measured from the front door in one run.
+bench-proxy: venv
+	$(PY) bench/proxy/proxy_bench.py
 
 # On a freshly created test cluster: first site.yml, a second run (no change), where.yml, each
 # against `ansible all -m ping` measured in the same run.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import shlex
 import shutil
 import uuid
@@ -38,6 +39,7 @@ ARGS = [
     "--disable-sync",
 ]
 USER = "juser1"
+KERNEL_IDLE = re.compile(r"^Python 3 \(ipykernel\) \| Idle$")  # the status bar's kernel item
 TERMINAL_SETTINGS = "/home/{user}/.jupyter/lab/user-settings/@jupyterlab/terminal-extension"
 
 
@@ -112,7 +114,11 @@ class Traffic:
 
 
 def wait_kernel_idle(page) -> None:
-    page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=120_000)
+    """Wait until the notebook's kernel is connected and idle: the status bar names the kernel and
+    says Idle. (The toolbar's execution indicator says "idle" before there is a kernel, and a cell
+    run then is silently dropped: JupyterLab clears its prompt and runs nothing.)"""
+    status = page.get_by_role("contentinfo").get_by_role("button", name=KERNEL_IDLE)
+    status.wait_for(timeout=120_000)
 
 
 def run_cell(page, index: int) -> object:
@@ -191,7 +197,7 @@ def test_log_in_once_run_a_cell_open_a_terminal_and_come_back_to_the_same_server
     terminal = open_terminal(page)
     rows = terminal.locator(".xterm-accessibility-tree")
     sync_api.expect(rows).to_contain_text("$", timeout=60_000)  # the shell's prompt
-    terminal.click()
+    terminal.locator("textarea.xterm-helper-textarea").focus()  # where xterm takes keys (a click's target)
     page.keyboard.type(f'echo "term-$((6 * 7))-$(hostname)" | tee {notebook}.terminal\n')
     sync_api.expect(rows).to_contain_text(f"term-42-{hub}", timeout=30_000)
     shot(page, "04-a-terminal")
