@@ -173,6 +173,17 @@ def test_an_absolute_form_request_target_gets_a_4xx_and_reaches_no_hub(cluster, 
     assert_reached_no_hub_but_a_control_does(cluster, since, [mark])
 
 
+def test_an_absolute_form_target_after_two_spaces_gets_a_4xx_and_reaches_no_hub(cluster):
+    """nginx reads any number of spaces after the method: "GET  https://..." is absolute-form too
+    (http.client puts the method, then one space: a method ending in a space makes two)."""
+    since = time.time()
+    mark = marker()
+    target = f"https://{PUBLIC}/node/hub1/hub/api/users/{mark}"
+    status, body = raw(target, method="GET ", host="evil.example")
+    assert 400 <= status < 500, (status, body[:300])
+    assert_reached_no_hub_but_a_control_does(cluster, since, [mark])
+
+
 @pytest.mark.parametrize("host", ["evil.example", "hub1:8000", "hub2", "frontdoor1", "10.89.77.13:8443"])
 def test_a_foreign_host_header_gets_a_4xx_and_reaches_no_hub(cluster, host):
     since = time.time()

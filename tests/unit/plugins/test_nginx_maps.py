@@ -1,0 +1,57 @@
+"""The front door's nginx request filters (roles/redirector/templates/nginx-frontdoor.conf.j2), their
+regular expressions read from the template and run with Python's ``re`` (the same syntax as nginx's
+PCRE for these). The molecule test test_62_single_address sends the same requests to a real nginx."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+TEMPLATE = Path(__file__).resolve().parents[3] / "roles/redirector/templates/nginx-frontdoor.conf.j2"
+
+
+def map_patterns(variable: str) -> list[re.Pattern[str]]:
+    """The regular expressions of the ``map ... $variable { ... }`` block that set it to 1."""
+    text = TEMPLATE.read_text()
+    block = re.search(r"^map \S+ \$" + re.escape(variable) + r" \{\n(.*?)^\}", text, re.M | re.S)
+    assert block, f"no map for ${variable} in {TEMPLATE}"
+    patterns = []
+    for quoted, value in re.findall(r'^\s*"(~\*?[^"]*)"\s+(\S+);', block.group(1), re.M):
+        assert value == "1", (quoted, value)
+        flags = re.I if quoted.startswith("~*") else 0
+        patterns.append(re.compile(quoted.lstrip("~*"), flags))
+    assert patterns, f"${variable} has no regular expression"
+    return patterns
+
+
+def matches(variable: str, value: str) -> bool:
+    return any(p.search(value) for p in map_patterns(variable))
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        "GET http://hub1:8000/node/hub1/ HTTP/1.1",
+        "GET https://jupyter.example.org/node/hub1/ HTTP/1.1",
+        # nginx reads any number of spaces after the method: still absolute-form, the server chosen
+        # by the target's host and the client's Host header passed to the hub as sent.
+        "GET  https://jupyter.example.org/node/hub1/ HTTP/1.1",
+        "POST    http://hub1:8000/node/hub1/hub/login HTTP/1.1",
+    ],
+)
+def test_absolute_form_request_lines_are_refused(request_line) -> None:
+    assert matches("multijhub_absolute_form", request_line)
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        "GET /node/hub1/hub/login?next=https%3A%2F%2Fx HTTP/1.1",
+        "GET /node/hub1/hub/login?next=http://x/ HTTP/1.1",
+        "GET  /node/hub1/ HTTP/1.1",
+    ],
+)
+def test_origin_form_request_lines_pass(request_line) -> None:
+    assert not matches("multijhub_absolute_form", request_line)
