@@ -13,6 +13,7 @@ Two ways users reach the hubs:
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -24,6 +25,7 @@ __all__ = [
     "cluster_public_url",
     "default_server",
     "hub_base_url",
+    "hub_port",
     "hub_public_url",
     "hub_urls",
 ]
@@ -33,7 +35,14 @@ PROXY_PREFIX = "/node/"
 # An inventory name that is one safe path segment: letters, digits, '-', '_' and single dots
 # (host names and FQDNs), never '.' or '..' or anything a URL or nginx would interpret.
 _HUB_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]|\.(?![.]|$))*")
-_NETLOC = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+# multijhub_public_url as written, byte for byte (urlsplit alone drops tabs, newlines and leading
+# spaces, which then reached nginx's configuration and the front door's headers): https://, a DNS name
+# (labels of letters, digits and inner '-', no trailing dot: nginx's server_name would never match) or
+# a bracketed IPv6 address, an optional port, an optional '/'.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_CLUSTER_URL = re.compile(
+    rf"[Hh][Tt][Tt][Pp][Ss]://(?P<host>{_LABEL}(?:\.{_LABEL})*|\[(?P<ipv6>[0-9A-Fa-f:.]+)\])(?::(?P<port>[0-9]{{1,5}}))?/?"
+)
 
 
 class HubUrls(NamedTuple):
@@ -53,24 +62,30 @@ def cluster_public_url(url: object) -> str:
     """``multijhub_public_url`` checked and without a trailing slash.
 
     It must be ``https://host[:port]`` with nothing after the authority but an optional ``/``:
-    the hubs' prefixes are appended to it. Raises ValueError naming the variable otherwise.
+    the hubs' prefixes are appended to it. ``host`` is a DNS name without a trailing dot or a
+    bracketed IPv6 address, ``port`` 1 to 65535; no whitespace anywhere. Raises ValueError naming
+    the variable otherwise.
     """
     text = str(url or "")
-    parts = urlsplit(text)
+    match = _CLUSTER_URL.fullmatch(text)
     if (
-        parts.scheme != "https"
-        or not _NETLOC.fullmatch(parts.netloc)
-        or parts.path not in ("", "/")
-        or parts.query
-        or parts.fragment
-        or "?" in text
-        or "#" in text
+        match is None
+        or (match["port"] is not None and not 0 < int(match["port"]) <= 65535)
+        or (match["ipv6"] is not None and not _is_ipv6(match["ipv6"]))
     ):
         raise ValueError(
-            "multijhub_public_url must be https://host[:port] without a path, query or credentials,"
-            f" not {text!r}"
+            "multijhub_public_url must be https://host[:port] without a path, query, credentials or"
+            f" spaces, with a port from 1 to 65535, not {text!r}"
         )
     return text.rstrip("/")
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def hub_base_url(host: str, cluster_url: str | None = None, base_url: str | None = None) -> str:
@@ -96,6 +111,23 @@ def hub_base_url(host: str, cluster_url: str | None = None, base_url: str | None
     return prefix
 
 
+def hub_port(host: str, port: object = None) -> int:
+    """``jupyterhub_port`` of ``host`` as a TCP port (1 to 65535), 8000 when unset (None or '').
+
+    An integer or a string of ASCII digits; anything else (0, 99999, '8000x', True, 8000.5) raises
+    ValueError naming the variable: it would end up in nginx's upstream and in the hub's URLs.
+    """
+    if port is None or port == "":
+        return 8000
+    text = str(port).strip() if isinstance(port, str) else None
+    if isinstance(port, bool) or not (
+        (isinstance(port, int) and 0 < port <= 65535)
+        or (text is not None and text.isascii() and text.isdigit() and 0 < int(text) <= 65535)
+    ):
+        raise ValueError(f"jupyterhub_port of {host} must be a TCP port from 1 to 65535, not {port!r}")
+    return int(port)
+
+
 def hub_public_url(
     host: str, public_url: str | None = None, port: int | str | None = None, base_url: str | None = "/"
 ) -> str:
@@ -111,7 +143,7 @@ def hub_public_url(
     base = "/" + str(base_url or "/").strip("/")
     base = "" if base == "/" else base
     if not public_url:
-        return f"http://{host}:{int(port or 8000)}{base}"
+        return f"http://{host}:{hub_port(host, port)}{base}"
     url = str(public_url)
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -138,7 +170,7 @@ def hub_urls(host: str, hostvars: Mapping[str, Any]) -> HubUrls:
     that cannot be, e.g. ``jupyterhub_public_url`` beside ``multijhub_public_url``.
     """
     cluster = hostvars.get("multijhub_public_url") or None
-    port = hostvars.get("jupyterhub_port") or None
+    port = hostvars.get("jupyterhub_port")
     if cluster is None:
         base = hub_base_url(host, None, hostvars.get("jupyterhub_base_url") or "/")
         public = hub_public_url(host, hostvars.get("jupyterhub_public_url") or None, port, base)
@@ -151,7 +183,7 @@ def hub_urls(host: str, hostvars: Mapping[str, Any]) -> HubUrls:
         )
     base = hub_base_url(host, cluster, hostvars.get("jupyterhub_base_url") or None)
     prefix = base.rstrip("/")
-    return HubUrls(base, cluster + prefix, f"https://{host}:{int(port or 8000)}{prefix}")
+    return HubUrls(base, cluster + prefix, f"https://{host}:{hub_port(host, port)}{prefix}")
 
 
 def default_server(status: int, model: object) -> dict[str, Any] | None:

@@ -109,6 +109,27 @@ def test_the_hubs_urls_in_both_modes(host, hostvars, expected) -> None:
         ("hub1", {"multijhub_public_url": "https://jupyter.example.org#f"}, "multijhub_public_url"),
         ("hub1", {"multijhub_public_url": "https://"}, "multijhub_public_url"),
         ("hub1", {"multijhub_public_url": "jupyter.example.org"}, "multijhub_public_url"),
+        # urlsplit drops tabs and newlines (and leading spaces) before it parses: the text kept them
+        # (a YAML block scalar's trailing newline went into nginx's configuration and the CSP header).
+        ("hub1", {"multijhub_public_url": "https://jupyter.example.org\n"}, "multijhub_public_url"),
+        ("hub1", {"multijhub_public_url": "https://jupyter.example.org/\n"}, "multijhub_public_url"),
+        ("hub1", {"multijhub_public_url": "https://jupy\nter.example.org"}, "multijhub_public_url"),
+        ("hub1", {"multijhub_public_url": "https://jupyter.example.org\t"}, "multijhub_public_url"),
+        ("hub1", {"multijhub_public_url": " https://jupyter.example.org"}, "multijhub_public_url"),
+        # Ports outside 1..65535, names nginx's server_name never matches (trailing dot), empty labels.
+        ("hub1", {"multijhub_public_url": "https://jupyter.example.org:0"}, "multijhub_public_url"),
+        ("hub1", {"multijhub_public_url": "https://jupyter.example.org:99999"}, "multijhub_public_url"),
+        ("hub1", {"multijhub_public_url": "https://jupyter.example.org."}, "multijhub_public_url"),
+        ("hub1", {"multijhub_public_url": "https://.."}, "multijhub_public_url"),
+        ("hub1", {"multijhub_public_url": "https://-"}, "multijhub_public_url"),
+        ("hub1", {"multijhub_public_url": "https://[::g]"}, "multijhub_public_url"),
+        # jupyterhub_port ends up in nginx's upstream: a TCP port or nothing (0 was taken as 8000).
+        ("hub1", {"multijhub_public_url": PUBLIC, "jupyterhub_port": 0}, "jupyterhub_port"),
+        ("hub1", {"multijhub_public_url": PUBLIC, "jupyterhub_port": 99999}, "jupyterhub_port"),
+        ("hub1", {"multijhub_public_url": PUBLIC, "jupyterhub_port": -1}, "jupyterhub_port"),
+        ("hub1", {"multijhub_public_url": PUBLIC, "jupyterhub_port": "8000x"}, "jupyterhub_port"),
+        ("hub1", {"multijhub_public_url": PUBLIC, "jupyterhub_port": True}, "jupyterhub_port"),
+        ("hub1", {"jupyterhub_port": "0"}, "jupyterhub_port"),
         # Inventory names that cannot be one path segment of the prefix.
         ("..", {"multijhub_public_url": PUBLIC}, "inventory name"),
         ("hub..1", {"multijhub_public_url": PUBLIC}, "inventory name"),
@@ -130,6 +151,11 @@ def test_the_base_url_and_the_public_url_agree_with_what_the_hub_is_given() -> N
     assert hub_base_url("hub1", None, "/jhub/") == "/jhub/"
     assert hub_base_url("hub1", "", None) == "/"
     assert cluster_public_url("https://Jupyter.example.org:443/") == "https://Jupyter.example.org:443"
+    assert cluster_public_url("https://[fd00::1]:8443/") == "https://[fd00::1]:8443"
+    assert cluster_public_url("https://10.0.0.1") == "https://10.0.0.1"
+    assert hub_urls("hub1", {"multijhub_public_url": PUBLIC, "jupyterhub_port": "8443"}).internal_url == (
+        "https://hub1:8443/node/hub1"
+    )
 
 
 def test_the_filters_are_the_same_rule_in_proxied_mode() -> None:

@@ -1,6 +1,7 @@
-"""The front door's nginx request filters (roles/redirector/templates/nginx-frontdoor.conf.j2), their
-regular expressions read from the template and run with Python's ``re`` (the same syntax as nginx's
-PCRE for these). The molecule test test_62_single_address sends the same requests to a real nginx."""
+"""The front door's nginx configuration (roles/redirector/templates/nginx-frontdoor.conf.j2): its request
+filters' regular expressions read from the template and run with Python's ``re`` (the same syntax as
+nginx's PCRE for these), and its server_name. The molecule test test_62_single_address sends the same
+requests to a real nginx."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
 
 TEMPLATE = Path(__file__).resolve().parents[3] / "roles/redirector/templates/nginx-frontdoor.conf.j2"
 
@@ -55,3 +59,27 @@ def test_absolute_form_request_lines_are_refused(request_line) -> None:
 )
 def test_origin_form_request_lines_pass(request_line) -> None:
     assert not matches("multijhub_absolute_form", request_line)
+
+
+def redirector_var(name: str, **variables: object) -> object:
+    """A variable of roles/redirector/vars/main.yml templated by Ansible with ``variables``."""
+    role_vars = yaml.safe_load((TEMPLATE.parents[1] / "vars/main.yml").read_text())
+    trusted = {k: trust_as_template(v) if isinstance(v, str) else v for k, v in role_vars.items()}
+    templar = Templar(loader=DataLoader(), variables={**trusted, **variables})
+    return templar.template(trust_as_template("{{ " + name + " }}"))
+
+
+@pytest.mark.parametrize(
+    ("public_url", "server_name"),
+    [
+        ("https://jupyter.example.org", "jupyter.example.org"),
+        ("https://Jupyter.example.org:8443", "jupyter.example.org"),
+        ("https://10.0.0.1:8443", "10.0.0.1"),
+        # nginx compares the Host header's "[fd00::1]" with server_name: without brackets every
+        # request got the 421 of the default server.
+        ("https://[fd00::1]:8443", "[fd00::1]"),
+        ("", ""),
+    ],
+)
+def test_nginx_server_name_is_the_public_host(public_url, server_name) -> None:
+    assert redirector_var("redirector_public_host", redirector_public_url=public_url) == server_name
