@@ -83,3 +83,52 @@ def redirector_var(name: str, **variables: object) -> object:
 )
 def test_nginx_server_name_is_the_public_host(public_url, server_name) -> None:
     assert redirector_var("redirector_public_host", redirector_public_url=public_url) == server_name
+
+
+def render_nginx(nodes: list[dict[str, object]], **variables: object) -> str:
+    """nginx-frontdoor.conf.j2 rendered by Ansible with the role's defaults and vars, ``nodes`` as
+    redirector_nodes (the shape nodes.yml.j2 makes) and ``variables`` over them."""
+    role = TEMPLATE.parents[1]
+    values: dict[str, object] = {}
+    for part in ("defaults/main.yml", "vars/main.yml"):
+        for key, value in yaml.safe_load((role / part).read_text()).items():
+            values[key] = trust_as_template(value) if isinstance(value, str) else value
+    values.update(
+        redirector_wheel={},
+        redirector_nodes=nodes,
+        ansible_facts={"all_ipv6_addresses": []},
+        ansible_managed="Ansible managed",
+        groups={"frontdoor": ["fd1"]},
+        inventory_hostname="fd1",
+        multijhub_public_url="https://jupyter.example.org",
+        **variables,
+    )
+    templar = Templar(loader=DataLoader(), variables=values)
+    return str(templar.template(trust_as_template(TEMPLATE.read_text())))
+
+
+def node(name: str, proxy_host: str) -> dict[str, object]:
+    return {
+        "name": name,
+        "base_url": f"https://jupyter.example.org/node/{name}",
+        "prefix": f"/node/{name}/",
+        "proxy_url": f"https://{name}:8000/node/{name}",
+        "proxy_host": proxy_host,
+        "proxy_port": 8000,
+        "proxy_name": name,
+    }
+
+
+@pytest.mark.parametrize(
+    ("proxy_host", "server"),
+    [
+        ("10.0.0.2", "server 10.0.0.2:8000;"),
+        ("hub1.example.org", "server hub1.example.org:8000;"),
+        # nginx read "fd00::2:8000" as host "fd00", port ":2:8000" (nginx -t: invalid port in upstream).
+        ("fd00::2", "server [fd00::2]:8000;"),
+        ("[fd00::2]", "server [fd00::2]:8000;"),
+    ],
+)
+def test_the_upstream_of_a_hub_reached_at_its_ansible_host(proxy_host, server) -> None:
+    text = render_nginx([node("hub1", proxy_host)])
+    assert re.findall(r"^\s*server \S+;$", text, re.M) == [f"    {server}"]
