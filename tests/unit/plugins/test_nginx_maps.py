@@ -132,3 +132,11 @@ def node(name: str, proxy_host: str) -> dict[str, object]:
 def test_the_upstream_of_a_hub_reached_at_its_ansible_host(proxy_host, server) -> None:
     text = render_nginx([node("hub1", proxy_host)])
     assert re.findall(r"^\s*server \S+;$", text, re.M) == [f"    {server}"]
+
+
+def test_nginxs_own_redirects_are_relative_in_proxied_mode() -> None:
+    """ "/node/hub1" is answered by nginx with a 301 to "/node/hub1/": absolute, it named the port
+    nginx listens on (8443), not the public address's (443 behind a load balancer)."""
+    text = render_nginx([node("hub1", "10.0.0.2")], redirector_tls_port=8443)
+    server = text[text.index("server_name jupyter.example.org;") :]
+    assert re.search(r"^\s*absolute_redirect off;$", server, re.M)
