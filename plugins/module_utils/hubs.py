@@ -119,13 +119,14 @@ def hub_port(host: str, port: object = None) -> int:
     """
     if port is None or port == "":
         return 8000
-    text = str(port).strip() if isinstance(port, str) else None
-    if isinstance(port, bool) or not (
-        (isinstance(port, int) and 0 < port <= 65535)
-        or (text is not None and text.isascii() and text.isdigit() and 0 < int(text) <= 65535)
-    ):
+    number = None
+    if isinstance(port, int) and not isinstance(port, bool):
+        number = port
+    elif isinstance(port, str) and port.strip().isascii() and port.strip().isdigit():
+        number = int(port.strip())
+    if number is None or not 0 < number <= 65535:
         raise ValueError(f"jupyterhub_port of {host} must be a TCP port from 1 to 65535, not {port!r}")
-    return int(port)
+    return number
 
 
 def hub_public_url(
