@@ -109,6 +109,10 @@ class UserServer:
             )
         )
         out: list[str] = []
+        # The reply (shell channel) and the output (iopub) travel on different channels, in no fixed
+        # order: the request is done when both the reply and iopub's "idle" for it are in, as
+        # jupyter_client's execute_interactive waits (the kernel sends that idle after all output).
+        replied = idle = False
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
@@ -126,11 +130,17 @@ class UserServer:
                 elif state == "busy" and not wait:
                     return ""
                 elif kind == "execute_reply":
+                    replied = True
+                elif state == "idle":
+                    idle = True
+                if replied and idle:
                     return "".join(out)
         finally:
             ws.close()  # the browser is closed
             self.last_request = time.monotonic()
-        raise AssertionError(f"{self.user}: no reply to {code!r} within {timeout} s")
+        raise AssertionError(
+            f"{self.user}: {code!r} not done within {timeout} s (reply: {replied}, idle: {idle}, output: {out})"
+        )
 
     def interrupt(self, kernel: str, timeout: float = 30) -> None:
         """Interrupt the running cell (the kernel process and its variables stay) and wait until idle."""
